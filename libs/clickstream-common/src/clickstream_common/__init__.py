@@ -1,0 +1,1 @@
+"""Shared code of the clickstream services (importable library, no entry points)."""

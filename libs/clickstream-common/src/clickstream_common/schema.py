@@ -1,0 +1,192 @@
+"""The event schema, defined once.
+
+The pydantic models below are the single definition of an event. The API validates with them,
+the stream processor derives its Spark StructType from `columns_of(EnrichedEvent)`, and the
+warehouse DDL is built from the `TableSpec`s in `clickstream_common.tables`, whose event
+columns come from the same models.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+STANDARD_EVENT_TYPES: tuple[str, ...] = (
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "purchase",
+    "click",
+)
+"""Event types with meaning in the aggregates; any other snake_case name is a custom event."""
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+def _utc(value: datetime) -> datetime:
+    # Device clocks often omit the offset; an RFC 3339 time without one is taken as UTC.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)]
+UrlText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)]
+
+
+class EventContext(BaseModel):
+    """Where the event happened: browser or app, device and locale."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_agent: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    locale: ShortText | None = None
+    timezone: ShortText | None = None
+    screen_width: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    screen_height: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    app_name: ShortText | None = None
+    app_version: ShortText | None = None
+    device_manufacturer: ShortText | None = None
+    device_model: ShortText | None = None
+    os_name: ShortText | None = None
+    os_version: ShortText | None = None
+
+
+class Event(BaseModel):
+    """One event as a client sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None, description="Client-supplied id (stable across retries); generated if absent."
+    )
+    event_type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)] = Field(
+        description="page_view, product_view, search, add_to_cart, remove_from_cart, checkout, "
+        "purchase, click, or a custom snake_case name."
+    )
+    timestamp: UtcDatetime = Field(description="When the event happened, by the device clock.")
+    user_id: ShortText | None = None
+    anonymous_id: ShortText | None = None
+    session_id: ShortText | None = None
+    page_url: UrlText | None = None
+    referrer: UrlText | None = None
+    product_id: ShortText | None = None
+    search_query: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    quantity: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    price: Annotated[float, Field(ge=0, le=1e12)] | None = None
+    revenue: Annotated[float, Field(ge=-1e12, le=1e12)] | None = None
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    properties: dict[str, Any] | None = Field(default=None, description="Free-form properties.")
+    context: EventContext | None = None
+
+    @model_validator(mode="after")
+    def _needs_an_identity(self) -> Event:
+        if not self.user_id and not self.anonymous_id:
+            raise ValueError("at least one of user_id or anonymous_id is required")
+        return self
+
+
+class EnrichedEvent(Event):
+    """An accepted event as published to Kafka: the original fields plus the collector's."""
+
+    event_id: str  # type: ignore[assignment]  # always set once accepted
+    source: str = Field(description="Source name of the write key that sent the event.")
+    received_at: UtcDatetime = Field(description="When the collector received the request.")
+    sent_at: UtcDatetime | None = Field(default=None, description="Client send time, if given.")
+    event_time: UtcDatetime = Field(
+        description="Device time corrected for clock skew; the time aggregates use."
+    )
+    future_dated: bool = Field(
+        default=False, description="The corrected time is later than the receive time."
+    )
+
+    @property
+    def user_key(self) -> str:
+        """The identity that counts as one user: user_id, else anonymous_id."""
+        return self.user_id or self.anonymous_id or ""
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+class LogicalType(StrEnum):
+    """Column types that every target (Spark, PostgreSQL, Redshift, Parquet) can represent."""
+
+    STRING = "string"
+    LONG = "long"
+    DOUBLE = "double"
+    BOOLEAN = "boolean"
+    TIMESTAMP = "timestamp"
+    JSON = "json"  # a nested free-form object, kept as JSON text downstream
+    STRUCT = "struct"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: LogicalType
+    nullable: bool = True
+    children: tuple[Column, ...] = field(default=())
+
+
+_SCALARS: dict[type, LogicalType] = {
+    str: LogicalType.STRING,
+    int: LogicalType.LONG,
+    float: LogicalType.DOUBLE,
+    bool: LogicalType.BOOLEAN,
+    datetime: LogicalType.TIMESTAMP,
+    dict: LogicalType.JSON,
+}
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """Strip Annotated[...] and Optional; return the base type and whether None is allowed."""
+    nullable = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(args) < len(typing.get_args(annotation))
+            if len(args) != 1:
+                raise TypeError(f"unsupported union {annotation!r}")
+            annotation = args[0]
+        elif origin is dict:
+            return dict, nullable
+        else:
+            return annotation, nullable
+
+
+def columns_of(model: type[BaseModel]) -> tuple[Column, ...]:
+    """The columns of a model, in declaration order, for deriving other schemas."""
+    columns: list[Column] = []
+    for name, info in model.model_fields.items():
+        base, nullable = _unwrap(info.annotation)
+        nullable = nullable or not info.is_required()
+        if isinstance(base, type) and issubclass(base, BaseModel):
+            columns.append(Column(name, LogicalType.STRUCT, nullable, columns_of(base)))
+        elif base in _SCALARS:
+            columns.append(Column(name, _SCALARS[base], nullable))
+        else:
+            raise TypeError(f"{model.__name__}.{name}: no logical type for {base!r}")
+    return tuple(columns)

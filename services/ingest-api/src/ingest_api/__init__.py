@@ -1,0 +1,1 @@
+"""ingest-api: the HTTP collector of the clickstream pipeline."""

@@ -1,0 +1,3 @@
+from ingest_api.main import run
+
+run()

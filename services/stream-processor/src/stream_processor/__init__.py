@@ -1,0 +1,1 @@
+"""stream-processor: Spark Structured Streaming from Kafka to the S3 data lake."""

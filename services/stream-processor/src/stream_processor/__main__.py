@@ -1,0 +1,3 @@
+from stream_processor.job import run
+
+run()

@@ -1,0 +1,1 @@
+"""warehouse-loader: committed lake batches into the warehouse, exactly once."""

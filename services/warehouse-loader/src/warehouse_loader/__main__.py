@@ -1,0 +1,3 @@
+from warehouse_loader.service import run
+
+run()

@@ -1,0 +1,1 @@
+"""Clickstream simulator: reproducible shopper sessions for demos, tests and benchmarks."""
