@@ -30,8 +30,9 @@ class ProbeServer:
                     self._answer(200, b"ok\n", "text/plain")
                 elif path == "/readyz":
                     ok = probe.ready()
-                    self._answer(200 if ok else 503, b"ready\n" if ok else b"not ready\n",
-                                 "text/plain")
+                    self._answer(
+                        200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain"
+                    )
                 else:
                     self._answer(404, b"not found\n", "text/plain")
 
@@ -42,7 +43,7 @@ class ProbeServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # scrapes every few seconds would drown the logs
 
         self.ready = ready

@@ -107,7 +107,7 @@ class Event(BaseModel):
 class EnrichedEvent(Event):
     """An accepted event as published to Kafka: the original fields plus the collector's."""
 
-    event_id: str  # type: ignore[assignment]  # always set once accepted
+    event_id: str  # always set once accepted
     source: str = Field(description="Source name of the write key that sent the event.")
     received_at: UtcDatetime = Field(description="When the collector received the request.")
     sent_at: UtcDatetime | None = Field(default=None, description="Client send time, if given.")

@@ -36,9 +36,7 @@ def source_for_key(presented: str, keys: dict[str, str]) -> str | None:
     return found
 
 
-def require_source(
-    request: Request, settings: Annotated[Settings, Depends(get_settings)]
-) -> str:
+def require_source(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str:
     presented = _presented_key(request)
     if not presented:
         raise HTTPException(401, "missing write key (Authorization: Bearer <key>)")

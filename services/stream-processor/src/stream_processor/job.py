@@ -10,7 +10,7 @@ from types import FrameType
 
 import boto3
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
@@ -47,8 +47,9 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def start_queries(spark: SparkSession, settings: Settings, writer: LakeWriter
-                  ) -> list[StreamingQuery]:
+def start_queries(
+    spark: SparkSession, settings: Settings, writer: LakeWriter
+) -> list[StreamingQuery]:
     checkpoints = settings.processor_checkpoint_location.rstrip("/")
     trigger = settings.processor_trigger_interval
 
@@ -66,7 +67,9 @@ def start_queries(spark: SparkSession, settings: Settings, writer: LakeWriter
 
     def counts_batch(df: DataFrame, batch_id: int) -> None:
         writer.write_processed(
-            EVENT_COUNTS_MINUTE.name, transforms.with_batch_id(df, batch_id), batch_id,
+            EVENT_COUNTS_MINUTE.name,
+            transforms.with_batch_id(df, batch_id),
+            batch_id,
             "window_start",
         )
 

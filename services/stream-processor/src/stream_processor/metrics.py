@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
-from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming.listener import StreamingQueryListener
 
 BATCHES = Counter("processor_batches_total", "Completed micro-batches", ["query"])
 INPUT_ROWS = Counter("processor_input_rows_total", "Rows read from Kafka", ["query"])

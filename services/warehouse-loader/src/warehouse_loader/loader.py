@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clickstream_common.lake import CommitMarker
-from clickstream_common.tables import TABLES, TableSpec
+from clickstream_common.tables import TABLES, WAREHOUSE_SCHEMA, TableSpec
 from warehouse_loader import metrics, sql
 from warehouse_loader.notifications import MarkerNotice
 
@@ -31,14 +31,14 @@ def apply_migrations(conn: psycopg.Connection[Any], steps: list[tuple[int, list[
     """Apply pending schema versions; an advisory lock keeps two loaders from racing."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('clickstream-migrations'))")
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {sql.WAREHOUSE_SCHEMA}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {WAREHOUSE_SCHEMA}")
         conn.execute(sql.create_migrations_table_sql())
         applied = {row[0] for row in conn.execute(f"SELECT version FROM {sql.MIGRATIONS}")}
         for version, statements in steps:
             if version in applied:
                 continue
             for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]  # built from our own specs
+                conn.execute(statement)
             conn.execute(f"INSERT INTO {sql.MIGRATIONS} (version) VALUES (%s)", (version,))
             log.info("migration applied", extra={"version": version})
 
@@ -67,23 +67,30 @@ class BatchLoader:
             ).fetchone()
             if claimed is None:
                 return LoadResult(loaded=False, rows=0)
-            self.conn.execute(sql.create_staging_sql(spec))  # type: ignore[arg-type]
+            self.conn.execute(sql.create_staging_sql(spec))
             rows = 0
-            with self.conn.cursor() as cursor:
-                with cursor.copy(sql.copy_from_stdin_sql(spec)) as copy:  # type: ignore[arg-type]
-                    for item in marker.objects:
-                        body = self.s3.get_object(Bucket=notice.bucket, Key=item.key)["Body"]
-                        table = pq.read_table(io.BytesIO(body.read()))
-                        for row in rows_of(table, spec):
-                            copy.write_row(row)
-                            rows += 1
-            self.conn.execute(sql.merge_sql(spec))  # type: ignore[arg-type]
+            statement = sql.copy_from_stdin_sql(spec)
+            with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+                for item in marker.objects:
+                    body = self.s3.get_object(Bucket=notice.bucket, Key=item.key)["Body"]
+                    table = pq.read_table(io.BytesIO(body.read()))
+                    for row in rows_of(table, spec):
+                        copy.write_row(row)
+                        rows += 1
+            self.conn.execute(sql.merge_sql(spec))
             self.conn.execute(sql.finish_ledger_sql(), (rows, notice.key, etag))
         metrics.LOAD_SECONDS.labels(spec.name).observe(time.perf_counter() - begin)
         metrics.OBJECTS_LOADED.labels(spec.name).inc(len(marker.objects))
         metrics.ROWS_LOADED.labels(spec.name).inc(rows)
         lag = (datetime.now(UTC) - marker.committed_at).total_seconds()
         metrics.LOAD_LAG.labels(spec.name).observe(max(lag, 0.0))
-        log.info("batch loaded", extra={"table": spec.name, "batch_id": marker.batch_id,
-                                        "rows": rows, "marker": notice.key})
+        log.info(
+            "batch loaded",
+            extra={
+                "table": spec.name,
+                "batch_id": marker.batch_id,
+                "rows": rows,
+                "marker": notice.key,
+            },
+        )
         return LoadResult(loaded=True, rows=rows)

@@ -20,6 +20,7 @@ FAILURES = Counter("loader_failures_total", "Loads that failed and will be retri
 QUARANTINED = Counter("loader_quarantined_objects_total", "Objects set aside as unloadable")
 RETRIES = Counter("loader_retries_total", "Load attempts retried after an error")
 SKIPPED = Counter(
-    "loader_notifications_skipped_total", "Notification records not naming a commit marker",
+    "loader_notifications_skipped_total",
+    "Notification records not naming a commit marker",
     ["reason"],
 )

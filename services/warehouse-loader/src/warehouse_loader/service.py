@@ -66,8 +66,9 @@ class LoaderService:
                 self.ready = False
                 metrics.FAILURES.labels(notice.dataset).inc()
                 metrics.RETRIES.inc()
-                log.warning("warehouse unavailable, retrying",
-                            extra={"error": str(exc), "delay": delay})
+                log.warning(
+                    "warehouse unavailable, retrying", extra={"error": str(exc), "delay": delay}
+                )
                 if self.conn is not None:
                     self.conn.close()
                 self.conn = None

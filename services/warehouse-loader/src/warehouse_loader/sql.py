@@ -22,10 +22,7 @@ def staging_name(table: TableSpec) -> str:
 
 def create_staging_sql(table: TableSpec) -> str:
     # Dropped at commit: a crash mid-load leaves nothing behind.
-    return (
-        f"CREATE TEMP TABLE {staging_name(table)} "
-        f"(LIKE {qualified(table)}) ON COMMIT DROP"
-    )
+    return f"CREATE TEMP TABLE {staging_name(table)} (LIKE {qualified(table)}) ON COMMIT DROP"
 
 
 def copy_from_stdin_sql(table: TableSpec) -> str:
@@ -42,9 +39,7 @@ def merge_sql(table: TableSpec) -> str:
             f"SELECT DISTINCT ON ({key}) {columns} FROM {staging_name(table)} "
             f"ORDER BY {key} ON CONFLICT ({key}) DO NOTHING"
         )
-    updates = ", ".join(
-        f"{c} = EXCLUDED.{c}" for c in table.column_names if c not in table.key
-    )
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.column_names if c not in table.key)
     # Windows change until final: the newest batch wins, an older replay never does.
     return (
         f"INSERT INTO {qualified(table)} ({columns}) "

@@ -15,8 +15,10 @@ from clickstream_simulator.sender import DeliveryStats, HttpSender, batched, sen
 
 
 def _progress(stats: DeliveryStats, total: str) -> None:
-    line = (f"sent {stats.sent}{total} events | accepted {stats.accepted} | "
-            f"rejected {stats.rejected} | retries {stats.retries} | {stats.rate:,.0f} ev/s")
+    line = (
+        f"sent {stats.sent}{total} events | accepted {stats.accepted} | "
+        f"rejected {stats.rejected} | retries {stats.retries} | {stats.rate:,.0f} ev/s"
+    )
     end = "\r" if sys.stderr.isatty() else "\n"
     print(line, end=end, file=sys.stderr, flush=True)
 
@@ -34,12 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--rate", type=float, default=100.0, help="events per second (live)")
-    parser.add_argument("--duration", type=float, default=60.0,
-                        help="seconds to run in live mode; 0 runs until Ctrl-C")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds to run in live mode; 0 runs until Ctrl-C",
+    )
     parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--backfill-minutes", type=int, default=0,
-                        help="instead of live traffic, send --count events stamped over the "
-                             "last N minutes, as fast as possible")
+    parser.add_argument(
+        "--backfill-minutes",
+        type=int,
+        default=0,
+        help="instead of live traffic, send --count events stamped over the "
+        "last N minutes, as fast as possible",
+    )
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--kafka", metavar="BOOTSTRAP", help="write straight to Kafka instead")
     parser.add_argument("--topic", default="clickstream.events")
@@ -49,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     stats = DeliveryStats()
     if args.backfill_minutes:
         end = datetime.now(UTC)
-        events = generator.events_between(end - timedelta(minutes=args.backfill_minutes), end,
-                                          args.count)
+        events = generator.events_between(
+            end - timedelta(minutes=args.backfill_minutes), end, args.count
+        )
         total = f"/{len(events)}"
         if args.kafka:
-            asyncio.run(send_to_kafka(events, args.kafka, args.topic, stats,
-                                      lambda s: _progress(s, total)))
+            asyncio.run(
+                send_to_kafka(events, args.kafka, args.topic, stats, lambda s: _progress(s, total))
+            )
         else:
             sender = HttpSender(args.url, args.write_key)
             try:
@@ -69,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.kafka:
         limit = int(args.rate * args.duration) if args.duration else None
         stream = itertools.islice(generator.live(_wall_clock()), limit)
-        asyncio.run(send_to_kafka(stream, args.kafka, args.topic, stats,
-                                  lambda s: _progress(s, "")))
+        asyncio.run(
+            send_to_kafka(stream, args.kafka, args.topic, stats, lambda s: _progress(s, ""))
+        )
         return 0
 
     # Live mode over HTTP: pace the generator to the target rate, send in batches.

@@ -17,19 +17,36 @@ from typing import Any
 SITE = "https://shop.example.com"
 CATEGORIES = ("shoes", "jackets", "bags", "watches", "shirts", "hats", "socks", "sunglasses")
 SEARCH_TERMS = (
-    "running shoes", "rain jacket", "leather bag", "smart watch", "linen shirt", "wool hat",
-    "gift ideas", "sale", "sneakers", "backpack",
+    "running shoes",
+    "rain jacket",
+    "leather bag",
+    "smart watch",
+    "linen shirt",
+    "wool hat",
+    "gift ideas",
+    "sale",
+    "sneakers",
+    "backpack",
 )
 REFERRERS: tuple[tuple[str | None, dict[str, str] | None, float], ...] = (
     (None, None, 0.30),
     ("https://www.google.com/", None, 0.30),
     ("https://www.bing.com/", None, 0.05),
-    ("https://www.facebook.com/", {"utm_source": "facebook", "utm_medium": "social",
-                                   "utm_campaign": "autumn_sale"}, 0.15),
-    ("https://mail.example.net/", {"utm_source": "newsletter", "utm_medium": "email",
-                                   "utm_campaign": "weekly_picks"}, 0.10),
-    ("https://www.instagram.com/", {"utm_source": "instagram", "utm_medium": "social",
-                                    "utm_campaign": "influencer"}, 0.10),
+    (
+        "https://www.facebook.com/",
+        {"utm_source": "facebook", "utm_medium": "social", "utm_campaign": "autumn_sale"},
+        0.15,
+    ),
+    (
+        "https://mail.example.net/",
+        {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "weekly_picks"},
+        0.10,
+    ),
+    (
+        "https://www.instagram.com/",
+        {"utm_source": "instagram", "utm_medium": "social", "utm_campaign": "influencer"},
+        0.10,
+    ),
 )
 USER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -63,7 +80,7 @@ class ClickstreamGenerator:
     """Makes sessions of events; every random choice comes from one seeded generator."""
 
     def __init__(self, seed: int = 42, users: int = 500, products: int = 200) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311  # reproducible, not secret
         self.products = [
             Product(
                 product_id=f"P{i:05d}",
@@ -138,14 +155,27 @@ class ClickstreamGenerator:
                 product = rng.choice(self.products)
                 url = f"{SITE}/p/{product.product_id}"
                 emit("page_view", url, previous)
-                emit("product_view", url, previous, product_id=product.product_id,
-                     price=product.price, currency="EUR")
+                emit(
+                    "product_view",
+                    url,
+                    previous,
+                    product_id=product.product_id,
+                    price=product.price,
+                    currency="EUR",
+                )
                 if rng.random() < 0.3:
                     now += self._think()
                     quantity = rng.choice((1, 1, 1, 2, 3))
                     cart.append((product, quantity))
-                    emit("add_to_cart", url, previous, product_id=product.product_id,
-                         quantity=quantity, price=product.price, currency="EUR")
+                    emit(
+                        "add_to_cart",
+                        url,
+                        previous,
+                        product_id=product.product_id,
+                        quantity=quantity,
+                        price=product.price,
+                        currency="EUR",
+                    )
             previous = events[-1]["page_url"]
         if cart and rng.random() < 0.6:
             now += self._think()
@@ -153,8 +183,14 @@ class ClickstreamGenerator:
             emit("checkout", f"{SITE}/checkout", previous, revenue=total, currency="EUR")
             if rng.random() < 0.7:
                 now += self._think()
-                emit("purchase", f"{SITE}/checkout/done", f"{SITE}/checkout", revenue=total,
-                     currency="EUR", properties={"order_id": self._uuid(), "items": len(cart)})
+                emit(
+                    "purchase",
+                    f"{SITE}/checkout/done",
+                    f"{SITE}/checkout",
+                    revenue=total,
+                    currency="EUR",
+                    properties={"order_id": self._uuid(), "items": len(cart)},
+                )
         return events
 
     def events_between(self, start: datetime, end: datetime, count: int) -> list[dict[str, Any]]:
@@ -167,13 +203,17 @@ class ClickstreamGenerator:
         events: list[dict[str, Any]] = []
         while len(events) < count:
             begin = start + timedelta(seconds=self.rng.uniform(0, span))
-            events.extend(e for e in self.session_events(begin)
-                          if datetime.fromisoformat(e["timestamp"]) < end)
+            events.extend(
+                e
+                for e in self.session_events(begin)
+                if datetime.fromisoformat(e["timestamp"]) < end
+            )
         events.sort(key=lambda e: datetime.fromisoformat(e["timestamp"]))
         return events[:count]
 
-    def live(self, clock: Iterator[datetime], concurrent_sessions: int = 50
-             ) -> Iterator[dict[str, Any]]:
+    def live(
+        self, clock: Iterator[datetime], concurrent_sessions: int = 50
+    ) -> Iterator[dict[str, Any]]:
         """An endless stream for real-time mode: interleaved sessions, stamped by `clock`."""
         active: list[list[dict[str, Any]]] = []
         for now in clock:

@@ -47,8 +47,9 @@ class HttpSender:
     may create (the request may have reached Kafka before the connection broke).
     """
 
-    def __init__(self, base_url: str, write_key: str, timeout: float = 10.0,
-                 max_attempts: int = 8) -> None:
+    def __init__(
+        self, base_url: str, write_key: str, timeout: float = 10.0, max_attempts: int = 8
+    ) -> None:
         self.client = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {write_key}"},
@@ -95,29 +96,41 @@ def as_enriched(event: dict[str, Any], source: str = "simulator") -> EnrichedEve
     parsed = Event.model_validate(event)
     now = datetime.now(UTC)
     return EnrichedEvent.model_validate(
-        {**parsed.model_dump(), "source": source, "received_at": now,
-         "event_time": parsed.timestamp}
+        {
+            **parsed.model_dump(),
+            "source": source,
+            "received_at": now,
+            "event_time": parsed.timestamp,
+        }
     )
 
 
 async def send_to_kafka(
-    events: Iterable[dict[str, Any]], bootstrap_servers: str, topic: str,
-    stats: DeliveryStats, on_progress: Callable[[DeliveryStats], None] | None = None,
+    events: Iterable[dict[str, Any]],
+    bootstrap_servers: str,
+    topic: str,
+    stats: DeliveryStats,
+    on_progress: Callable[[DeliveryStats], None] | None = None,
 ) -> None:
     """Direct mode: publish enriched events to the events topic (acks=all, idempotent)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
-                                enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
+    )
     await producer.start()
     try:
         for batch in batched(events, 500):
             futures = []
             for event in batch:
                 enriched = as_enriched(event)
-                futures.append(await producer.send(
-                    topic, orjson.dumps(enriched.model_dump(mode="json")),
-                    key=enriched.user_key.encode()))
+                futures.append(
+                    await producer.send(
+                        topic,
+                        orjson.dumps(enriched.model_dump(mode="json")),
+                        key=enriched.user_key.encode(),
+                    )
+                )
             for future in futures:
                 await future
             stats.sent += len(batch)

@@ -152,15 +152,35 @@ async def collect(
         if reason is not None:
             rejected.append(Rejection(index=index, reason=reason))
             metrics.EVENTS_REJECTED.labels("invalid").inc()
-            dead.append((source.encode(), orjson.dumps({
-                "reason": reason, "index": index, "source": source,
-                "received_at": received_at.isoformat(), "event": raw,
-            })))
+            dead.append(
+                (
+                    source.encode(),
+                    orjson.dumps(
+                        {
+                            "reason": reason,
+                            "index": index,
+                            "source": source,
+                            "received_at": received_at.isoformat(),
+                            "event": raw,
+                        }
+                    ),
+                )
+            )
             continue
-        enriched = enrich(event, source=source, received_at=received_at, sent_at=sent_at,
-                          tolerance=tolerance, maximum=maximum)
-        accepted.append((enriched.user_key.encode(),
-                         orjson.dumps(enriched.model_dump(mode="json", exclude_none=True))))
+        enriched = enrich(
+            event,
+            source=source,
+            received_at=received_at,
+            sent_at=sent_at,
+            tolerance=tolerance,
+            maximum=maximum,
+        )
+        accepted.append(
+            (
+                enriched.user_key.encode(),
+                orjson.dumps(enriched.model_dump(mode="json", exclude_none=True)),
+            )
+        )
         accepted_types.append(enriched.event_type)
 
     try:
@@ -168,7 +188,8 @@ async def collect(
         await publisher.publish(settings.kafka_dead_letter_topic, dead)
     except PublishError as exc:
         raise HTTPException(
-            503, f"events not stored, retry: {exc}",
+            503,
+            f"events not stored, retry: {exc}",
             headers={"Retry-After": str(settings.ingest_retry_after_seconds)},
         ) from exc
     for event_type in accepted_types:
