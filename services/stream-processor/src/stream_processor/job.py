@@ -79,7 +79,7 @@ def start_queries(
             events.withWatermark("event_time", settings.processor_watermark_delay)
         )
         .writeStream.queryName(EVENT_COUNTS_MINUTE.name)
-        .outputMode("append")
+        .outputMode("update")
         .option("checkpointLocation", f"{checkpoints}/{EVENT_COUNTS_MINUTE.name}")
         .trigger(processingTime=trigger)
         .foreachBatch(counts_batch)

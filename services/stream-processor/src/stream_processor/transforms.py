@@ -51,6 +51,9 @@ def raw_zone(kafka_records: DataFrame) -> DataFrame:
 def event_counts_minute(events: DataFrame) -> DataFrame:
     """1-minute tumbling windows x event_type: events and exact unique users.
 
+    Run in update mode: an open window is emitted each time it changes (live figures) and
+    its last emission, once the watermark passes, is final.
+
     `size(collect_set(...))` keeps the set in state, so the count is exact (streaming refuses
     countDistinct, and approx_count_distinct is an estimate).
     """

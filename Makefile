@@ -1,0 +1,60 @@
+# clickstream: two commands on a fresh machine.
+#   make demo   install what is missing, run the whole pipeline with simulated shoppers
+#   make test   the full test suite (lint, types, unit, integration, end to end)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STATE ?= $(CURDIR)/.state
+export CLICKSTREAM_STATE_DIR := $(STATE)
+export UV_PYTHON := 3.11
+RATE ?= 200
+DURATION ?= 0
+PYTEST_ARGS ?=
+
+# uv comes from PyPI via local/bootstrap.sh; use it from wherever pip put it.
+UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN = $(UV) run --frozen --all-packages
+
+.PHONY: help bootstrap sync up demo down status lint typecheck test test-unit
+
+help:
+	@echo "make demo    - install, start everything, simulate shoppers, show live figures (Ctrl-C stops)"
+	@echo "make up      - install and start the platform and services; prints connection info"
+	@echo "make status  - what runs, and the connection info"
+	@echo "make down    - stop everything that was started"
+	@echo "make test    - lint, type checks and the whole test suite"
+
+bootstrap:
+	@bash local/bootstrap.sh
+	@bash local/deploy-tools.sh
+	@$(MAKE) --no-print-directory sync
+
+sync:
+	@$(UV) sync --frozen --all-packages --quiet
+
+up: bootstrap
+	@$(RUN) python -m clickstream_local up --services
+
+demo: bootstrap
+	@$(RUN) python -m clickstream_local demo --rate $(RATE) --duration $(DURATION)
+
+down:
+	@if [ -x .venv/bin/python ]; then .venv/bin/python -m clickstream_local down; \
+	else echo "nothing to stop (no .venv)"; fi
+
+status:
+	@.venv/bin/python -m clickstream_local status
+
+lint:
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck:
+	$(RUN) mypy libs/*/src services/*/src tools/*/src local/src
+
+test-unit: bootstrap lint typecheck
+	$(RUN) pytest -m "not platform" $(PYTEST_ARGS)
+
+# pytest exits 5 when it collected nothing; make turns any non-zero into a failure.
+test: bootstrap lint typecheck
+	$(RUN) pytest $(PYTEST_ARGS)

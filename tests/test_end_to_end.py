@@ -1,0 +1,199 @@
+"""Events over HTTP -> Kafka -> Spark -> S3 -> loader -> warehouse, checked exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import httpx
+import orjson
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from clickstream_local.config import TOPIC_PARTITIONS
+from clickstream_simulator.generator import ClickstreamGenerator
+from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
+from tests.conftest import RunningStack, wait_for
+
+pytestmark = pytest.mark.platform
+
+S3_EVENTS_TOPIC = "clickstream.s3-events"
+LOADER_GROUP = "warehouse-loader"
+
+
+def minute(ts: str) -> datetime:
+    return datetime.fromisoformat(ts).astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def expected_minute_counts(
+    events: list[dict[str, Any]],
+) -> dict[tuple[datetime, str], tuple[int, int]]:
+    """Per (minute, event_type): events and distinct users, computed in plain Python."""
+    counts: Counter[tuple[datetime, str]] = Counter()
+    users: defaultdict[tuple[datetime, str], set[str]] = defaultdict(set)
+    for event in events:
+        key = (minute(event["timestamp"]), event["event_type"])
+        counts[key] += 1
+        users[key].add(event.get("user_id") or event["anonymous_id"])
+    return {key: (counts[key], len(users[key])) for key in counts}
+
+
+def warehouse_counts(
+    dsn: str, start: datetime, end: datetime
+) -> dict[tuple[datetime, str], tuple[int, int]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT window_start, event_type, events, unique_users "
+            "FROM analytics.event_counts_minute WHERE window_start >= %s AND window_start < %s",
+            (start, end),
+        ).fetchall()
+    return {(r[0].astimezone(UTC), r[1]): (r[2], r[3]) for r in rows}
+
+
+def raw_zone_event_ids(info: Any) -> Counter[str]:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=info.s3_endpoint,
+        region_name=info.s3_region,
+        aws_access_key_id=info.s3_access_key,
+        aws_secret_access_key=info.s3_secret_key,
+    )
+    ids: Counter[str] = Counter()
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=info.s3_bucket, Prefix="raw/events/"
+    ):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].endswith(".gz"):
+                continue
+            body = s3.get_object(Bucket=info.s3_bucket, Key=obj["Key"])["Body"].read()
+            for line in gzip.decompress(body).splitlines():
+                if line.strip():
+                    ids[orjson.loads(line)["event_id"]] += 1
+    return ids
+
+
+async def _partitions(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+    # The platform creates the topic with the contract's partition count.
+    return [TopicPartition(S3_EVENTS_TOPIC, p) for p in range(TOPIC_PARTITIONS[S3_EVENTS_TOPIC])]
+
+
+async def replay_s3_notifications(bootstrap: str) -> int:
+    """Publish every S3 notification on the topic a second time; return how many."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    messages = []
+    try:
+        partitions = await _partitions(consumer)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                messages += [(r.key, r.value) for r in batch.get(tp, []) if r.offset < ends[tp]]
+    finally:
+        await consumer.stop()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send_and_wait(S3_EVENTS_TOPIC, value, key=key)
+    finally:
+        await producer.stop()
+    return len(messages)
+
+
+async def loader_lag(bootstrap: str) -> int:
+    """Notifications not yet processed (committed) by the loader's consumer group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(LOADER_GROUP)
+        partitions = await _partitions(consumer)
+        ends = await consumer.end_offsets(partitions)
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def test_events_flow_exactly_from_http_to_the_warehouse(running_stack: RunningStack) -> None:
+    info = running_stack.info
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Four whole event-time minutes, far enough back that current traffic closes them.
+    start, end = now - timedelta(minutes=7), now - timedelta(minutes=3)
+    events = ClickstreamGenerator(seed=2026).events_between(start, end, 3000)
+    # Events of "now" move the watermark past every backfilled window.
+    closing = ClickstreamGenerator(seed=7).events_between(
+        datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=1), 20
+    )
+    stats = DeliveryStats()
+    sender = HttpSender(info.ingest_url, info.write_key)
+    try:
+        for batch in batched(events, 100):
+            sender.send(batch, stats)
+        sender.send(closing, stats)
+    finally:
+        sender.close()
+    assert stats.rejected == 0 and stats.accepted == len(events) + len(closing)
+
+    expected = expected_minute_counts(events)
+    assert len({m for m, _ in expected}) >= 3
+
+    def warehouse_matches() -> dict[Any, Any] | None:
+        got = warehouse_counts(info.warehouse_dsn, start, end)
+        return got if got == expected else None
+
+    wait_for(
+        warehouse_matches,
+        timeout=240,
+        interval=2,
+        what="the warehouse to hold the exact closed-window counts",
+    )
+
+    # The raw zone holds every accepted event exactly once.
+    sent_ids = {e["event_id"] for e in stats.accepted_events}
+
+    def raw_zone_complete() -> Counter[str] | None:
+        found = raw_zone_event_ids(info)
+        return found if sent_ids <= set(found) else None
+
+    ids = wait_for(raw_zone_complete, timeout=60, interval=2, what="every event in the raw zone")
+    assert set(ids) == sent_ids
+    assert max(ids.values()) == 1
+
+    # Prometheus scrapes every service.
+    def targets_up() -> dict[str, float] | None:
+        answer = httpx.get(f"{info.prometheus_url}/api/v1/query", params={"query": "up"}).json()
+        up = {r["metric"]["job"]: float(r["value"][1]) for r in answer["data"]["result"]}
+        jobs = ("ingest-api", "stream-processor", "warehouse-loader")
+        return up if all(up.get(j) == 1.0 for j in jobs) else None
+
+    wait_for(targets_up, timeout=30, interval=1, what="Prometheus to report every service up")
+
+    # Replaying every S3 notification changes no warehouse row.
+    before = warehouse_counts(
+        info.warehouse_dsn, start - timedelta(days=1), now + timedelta(days=1)
+    )
+    with psycopg.connect(info.warehouse_dsn) as conn:
+        ledger_before = conn.execute("SELECT count(*) FROM analytics.load_ledger").fetchone()
+    replayed = asyncio.run(replay_s3_notifications(info.kafka_bootstrap))
+    assert replayed > 0
+    wait_for(
+        lambda: asyncio.run(loader_lag(info.kafka_bootstrap)) == 0 or None,
+        timeout=60,
+        what="the loader to consume the replayed notifications",
+    )
+    after = warehouse_counts(info.warehouse_dsn, start - timedelta(days=1), now + timedelta(days=1))
+    with psycopg.connect(info.warehouse_dsn) as conn:
+        ledger_after = conn.execute("SELECT count(*) FROM analytics.load_ledger").fetchone()
+    assert after == before
+    assert ledger_after == ledger_before
