@@ -104,6 +104,34 @@ class Event(BaseModel):
         return self
 
 
+class Campaign(BaseModel):
+    """UTM parameters parsed from the page URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: ShortText | None = None
+    medium: ShortText | None = None
+    name: ShortText | None = None
+    term: ShortText | None = None
+    content: ShortText | None = None
+
+
+class UserAgentInfo(BaseModel):
+    """The user agent as a maintained parser reads it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    browser_family: ShortText | None = None
+    browser_version: ShortText | None = None
+    os_family: ShortText | None = None
+    os_version: ShortText | None = None
+    device_family: ShortText | None = None
+    device_class: ShortText | None = Field(
+        default=None, description="desktop, mobile, tablet, bot or other"
+    )
+    is_bot: bool = False
+
+
 class EnrichedEvent(Event):
     """An accepted event as published to Kafka: the original fields plus the collector's."""
 
@@ -117,11 +145,26 @@ class EnrichedEvent(Event):
     future_dated: bool = Field(
         default=False, description="The corrected time is later than the receive time."
     )
+    client_ip: ShortText | None = Field(
+        default=None, description="Client address, truncated (IPv4 /24, IPv6 /48) by default."
+    )
+    campaign: Campaign | None = None
+    user_agent_info: UserAgentInfo | None = None
+    referrer_host: ShortText | None = None
 
     @property
     def user_key(self) -> str:
         """The identity that counts as one user: user_id, else anonymous_id."""
         return self.user_id or self.anonymous_id or ""
+
+
+PROMOTED_PROPERTIES: dict[str, type] = {
+    "order_id": str,
+    "category": str,
+    "product_name": str,
+    "items": int,
+}
+"""Free-form properties that the processor lifts into typed columns of the events table."""
 
 
 def new_event_id() -> str:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from clickstream_common.schema import Column, EnrichedEvent, LogicalType, columns_of
+from clickstream_common.schema import (
+    PROMOTED_PROPERTIES,
+    Column,
+    EnrichedEvent,
+    LogicalType,
+    columns_of,
+)
 
 WAREHOUSE_SCHEMA = "analytics"
 
@@ -32,6 +38,8 @@ class TableSpec:
     key: tuple[str, ...]
     merge: MergeMode
     sort_key: str
+    dist_key: str | None = None  # Redshift: DISTKEY column; None -> DISTSTYLE ALL (small tables)
+    time_column: str = "window_start"  # what the lake partitions the data set by (date/hour)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -54,11 +62,61 @@ def _event_column(name: str) -> Column:
 BATCH_ID = Column("batch_id", LogicalType.LONG, nullable=False)
 """The micro-batch that produced a row; an upsert never lets an older batch win."""
 
+_PY_TYPES: dict[type, LogicalType] = {
+    str: LogicalType.STRING,
+    int: LogicalType.LONG,
+    float: LogicalType.DOUBLE,
+    bool: LogicalType.BOOLEAN,
+}
+
+
+def flattened(columns: tuple[Column, ...]) -> tuple[tuple[tuple[str, ...], Column], ...]:
+    """Nested struct fields as flat columns: (("context", "locale"), Column("context_locale"))."""
+    flat: list[tuple[tuple[str, ...], Column]] = []
+    for column in columns:
+        if column.type is LogicalType.STRUCT:
+            for path, child in flattened(column.children):
+                name = "_".join((column.name, *path))
+                flat.append(((column.name, *path), Column(name, child.type, nullable=True)))
+        else:
+            flat.append(((column.name,), column))
+    return tuple(flat)
+
+
+EVENT_SOURCE_COLUMNS = flattened(columns_of(EnrichedEvent))
+"""Every field of the enriched event, flattened; the events table starts with these."""
+
+EVENT_DERIVED_COLUMNS: tuple[Column, ...] = (
+    Column("user_key", LogicalType.STRING, nullable=False),
+    Column("page_host", LogicalType.STRING),
+    Column("page_path", LogicalType.STRING),
+    *(Column(f"property_{name}", _PY_TYPES[t]) for name, t in PROMOTED_PROPERTIES.items()),
+)
+"""Columns the processor computes: the user identity, URL parts, promoted properties."""
+
+EVENTS = TableSpec(
+    name="events",
+    columns=(
+        *(c for _, c in EVENT_SOURCE_COLUMNS),
+        *EVENT_DERIVED_COLUMNS,
+        BATCH_ID,
+    ),
+    key=("event_id",),
+    merge=MergeMode.INSERT_NEW,
+    sort_key="event_time",
+    dist_key="user_key",
+    time_column="event_time",
+)
+
+_WINDOW = (
+    Column("window_start", LogicalType.TIMESTAMP, nullable=False),
+    Column("window_end", LogicalType.TIMESTAMP, nullable=False),
+)
+
 EVENT_COUNTS_MINUTE = TableSpec(
     name="event_counts_minute",
     columns=(
-        Column("window_start", LogicalType.TIMESTAMP, nullable=False),
-        Column("window_end", LogicalType.TIMESTAMP, nullable=False),
+        *_WINDOW,
         Column("event_type", _event_column("event_type").type, nullable=False),
         Column("events", LogicalType.LONG, nullable=False),
         Column("unique_users", LogicalType.LONG, nullable=False),
@@ -69,7 +127,83 @@ EVENT_COUNTS_MINUTE = TableSpec(
     sort_key="window_start",
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (EVENT_COUNTS_MINUTE,)}
+ACTIVE_USERS_5M = TableSpec(
+    name="active_users_5m",
+    columns=(*_WINDOW, Column("active_users", LogicalType.LONG, nullable=False), BATCH_ID),
+    key=("window_start",),
+    merge=MergeMode.UPSERT_LATEST,
+    sort_key="window_start",
+)
+
+PAGE_VIEWS_MINUTE = TableSpec(
+    name="page_views_minute",
+    columns=(
+        *_WINDOW,
+        Column("page_path", LogicalType.STRING, nullable=False),
+        Column("views", LogicalType.LONG, nullable=False),
+        Column("unique_visitors", LogicalType.LONG, nullable=False),
+        BATCH_ID,
+    ),
+    key=("window_start", "page_path"),
+    merge=MergeMode.UPSERT_LATEST,
+    sort_key="window_start",
+)
+
+PRODUCT_STATS_MINUTE = TableSpec(
+    name="product_stats_minute",
+    columns=(
+        *_WINDOW,
+        Column("product_id", _event_column("product_id").type, nullable=False),
+        Column("views", LogicalType.LONG, nullable=False),
+        Column("add_to_carts", LogicalType.LONG, nullable=False),
+        Column("purchases", LogicalType.LONG, nullable=False),
+        Column("units", LogicalType.LONG, nullable=False),
+        Column("revenue", LogicalType.DOUBLE, nullable=False),
+        BATCH_ID,
+    ),
+    key=("window_start", "product_id"),
+    merge=MergeMode.UPSERT_LATEST,
+    sort_key="window_start",
+)
+
+SESSIONS = TableSpec(
+    name="sessions",
+    columns=(
+        Column("session_key", LogicalType.STRING, nullable=False),
+        Column("user_key", LogicalType.STRING, nullable=False),
+        Column("session_start", LogicalType.TIMESTAMP, nullable=False),
+        Column("session_end", LogicalType.TIMESTAMP, nullable=False),
+        Column("duration_seconds", LogicalType.DOUBLE, nullable=False),
+        Column("events", LogicalType.LONG, nullable=False),
+        Column("page_views", LogicalType.LONG, nullable=False),
+        Column("products_viewed", LogicalType.LONG, nullable=False),
+        Column("converted", LogicalType.BOOLEAN, nullable=False),
+        Column("revenue", LogicalType.DOUBLE, nullable=False),
+        Column("entry_page", LogicalType.STRING),
+        Column("exit_page", LogicalType.STRING),
+        BATCH_ID,
+    ),
+    # A session is one user's run of events without a gap longer than the inactivity gap;
+    # session_key is a stable hash of (user_key, session_start).
+    key=("session_key",),
+    merge=MergeMode.UPSERT_LATEST,
+    sort_key="session_start",
+    dist_key="user_key",
+    time_column="session_start",
+)
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        EVENTS,
+        EVENT_COUNTS_MINUTE,
+        ACTIVE_USERS_5M,
+        PAGE_VIEWS_MINUTE,
+        PRODUCT_STATS_MINUTE,
+        SESSIONS,
+    )
+}
+"""Every processed data set, by name; each is one warehouse table of the same name."""
 
 _SQL_TYPES: dict[Dialect, dict[LogicalType, str]] = {
     Dialect.POSTGRES: {
@@ -110,6 +244,10 @@ def create_table_sql(table: TableSpec, dialect: Dialect) -> str:
     body = ",\n".join(lines)
     suffix = ""
     if dialect is Dialect.REDSHIFT:
-        # Small aggregates: copy to every node so joins never redistribute them.
-        suffix = f"\nDISTSTYLE ALL\nSORTKEY ({table.sort_key})"
+        if table.dist_key:
+            distribution = f"DISTKEY ({table.dist_key})"
+        else:
+            # Small aggregates: a copy on every node, so joins never redistribute them.
+            distribution = "DISTSTYLE ALL"
+        suffix = f"\n{distribution}\nSORTKEY ({table.sort_key})"
     return f"CREATE TABLE IF NOT EXISTS {qualified(table)} (\n{body}\n){suffix}"
