@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -46,19 +47,70 @@ class RunningStack:
         return self.info.prometheus_url
 
 
-@pytest.fixture(scope="session")
-def running_stack() -> Iterator[RunningStack]:
-    """The platform and the three services, started once per session, stopped at the end."""
+def _new_stack(
+    services: tuple[str, ...], env: dict[str, dict[str, str]] | None = None
+) -> tuple[Stack, Path]:
     main_state = default_state_dir()
     # Under the project's state dir: PostgreSQL (run as `postgres`) must reach its data dir.
     state = main_state / "test-stacks" / f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
     config = StackConfig.ephemeral(
-        state, cache_dir=main_state / "cache", bin_dir=main_state / "bin"
+        state,
+        cache_dir=main_state / "cache",
+        bin_dir=main_state / "bin",
+        service_env=env or {},
     )
     stack = Stack(config, progress=lambda line: print(line, flush=True))
     try:
-        stack.start(platform=True, services=True)
+        stack.start(platform=True, services=False)
+        for name in services:
+            stack.components[name].launch()
+        for name in services:
+            stack.components[name].wait_ready()
+    except BaseException:
+        _stop(stack, state)
+        raise
+    return stack, state
+
+
+def _stop(stack: Stack, state: Path) -> None:
+    stack.stop()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def running_stack() -> Iterator[RunningStack]:
+    """The platform and the three services, started once per session, stopped at the end.
+
+    Shared by every test that uses it: never stop or disturb its parts.
+    """
+    stack, state = _new_stack(("ingest-api", "stream-processor", "warehouse-loader"))
+    try:
         yield RunningStack(stack, stack.connection_info())
     finally:
-        stack.stop()
-        shutil.rmtree(state, ignore_errors=True)
+        _stop(stack, state)
+
+
+StackFactory = Callable[..., RunningStack]
+
+
+@pytest.fixture
+def stack_factory() -> Iterator[StackFactory]:
+    """Fresh stacks of a test's own (for destructive tests), stopped when the test ends.
+
+    `stack_factory(services=("ingest-api",), env={"ingest-api": {"NAME": "value"}})` starts
+    the whole platform plus the named services on new free ports.
+    """
+    started: list[tuple[Stack, Path]] = []
+
+    def make(
+        services: tuple[str, ...] = (), env: dict[str, dict[str, str]] | None = None
+    ) -> RunningStack:
+        stack, state = _new_stack(services, env)
+        started.append((stack, state))
+        return RunningStack(stack, stack.connection_info())
+
+    try:
+        yield make
+    finally:
+        for stack, state in started:
+            _stop(stack, state)

@@ -1,0 +1,106 @@
+"""python -m clickstream_local {up,down,status} [--services/--no-services] [--state-dir D]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clickstream_local import demo
+from clickstream_local.config import StackConfig, default_state_dir
+from clickstream_local.stack import PLATFORM, Stack
+from clickstream_local.supervisor import ReadinessError
+
+
+def _config(state_dir: Path | None) -> StackConfig:
+    state = (state_dir or default_state_dir()).resolve()
+    # A running stack's saved config wins, so `status`/`down` find the ports it was given.
+    return StackConfig.load(state) or StackConfig.default(state)
+
+
+def _print_connection_info(stack: Stack) -> None:
+    info = stack.connection_info()
+    rows = [
+        ("ingest API", info.ingest_url),
+        ("write key", info.write_key),
+        ("warehouse DSN", info.warehouse_dsn),
+        ("Prometheus", info.prometheus_url),
+        ("S3 endpoint", f"{info.s3_endpoint} (bucket {info.s3_bucket}, region {info.s3_region})"),
+        ("S3 keys", f"{info.s3_access_key} / {info.s3_secret_key}"),
+        ("Kafka", info.kafka_bootstrap),
+        ("state", str(stack.config.state_dir)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+def _status(stack: Stack) -> int:
+    _print_connection_info(stack)
+    all_up = True
+    print()
+    for st in stack.status():
+        if st.pid is None:
+            state = "down"
+        elif st.ready:
+            state = f"up (pid {st.pid})"
+        else:
+            state = f"running, not ready (pid {st.pid})"
+        if st.name in PLATFORM and not st.ready:
+            all_up = False
+        print(f"  {st.name:<17} {state}")
+    return 0 if all_up else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clickstream_local", description="Run the local clickstream platform."
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument(
+        "--services",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="up: also start ingest-api, stream-processor and warehouse-loader",
+    )
+    parser.add_argument("--state-dir", type=Path, default=None, help="default: <repo>/.state")
+    parser.add_argument("--rate", type=float, default=200.0, help="demo: events per second")
+    parser.add_argument(
+        "--duration", type=float, default=0.0, help="demo: stop after N seconds (0: at Ctrl-C)"
+    )
+    args = parser.parse_args(argv)
+
+    stack = Stack(_config(args.state_dir), progress=lambda line: print(line, flush=True))
+    if args.command == "up":
+        try:
+            stack.start(platform=True, services=args.services)
+        except (ReadinessError, RuntimeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            print(
+                f"logs: {stack.config.logs_dir}; stop with: python -m clickstream_local down",
+                file=sys.stderr,
+            )
+            return 1
+        print()
+        _print_connection_info(stack)
+        return 0
+    if args.command == "demo":
+        try:
+            return demo.run(stack, rate=args.rate, duration=args.duration)
+        except (ReadinessError, RuntimeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            print(f"logs: {stack.config.logs_dir}", file=sys.stderr)
+            stack.supervisor.stop(demo.SIMULATOR)
+            stack.stop()
+            return 1
+    if args.command == "down":
+        if stack.supervisor.stop(demo.SIMULATOR):
+            print("simulator: stopped")
+        stack.stop()
+        print("all stopped")
+        return 0
+    return _status(stack)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The whole local stack: start in dependency order, stop in reverse, report status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from types import TracebackType
+
+from clickstream_local.components import S3, Component, Kafka, Postgres, Prometheus
+from clickstream_local.config import (
+    BUCKET,
+    DEV_WRITE_KEY,
+    REGION,
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    StackConfig,
+)
+from clickstream_local.services import SERVICE_MODULES, Service
+from clickstream_local.supervisor import ReadinessError, Supervisor
+
+# Start order. Slow parts come first so they boot while the next ones are set up; s3 comes
+# after kafka is ready because versitygw exits when it cannot send its test event.
+PLATFORM = ("kafka", "postgres", "prometheus", "s3")
+SERVICES = tuple(SERVICE_MODULES)
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    ingest_url: str
+    write_key: str
+    warehouse_dsn: str
+    prometheus_url: str
+    s3_endpoint: str
+    s3_bucket: str
+    s3_region: str
+    s3_access_key: str
+    s3_secret_key: str
+    kafka_bootstrap: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    ready: bool
+
+
+class Stack:
+    def __init__(self, config: StackConfig, progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.supervisor = Supervisor(config.state_dir)
+        self._progress = progress
+        self._t0 = time.monotonic()
+        parts: list[Component] = [
+            Kafka(config, self.supervisor),
+            Postgres(config, self.supervisor),
+            Prometheus(config, self.supervisor),
+            S3(config, self.supervisor),
+        ]
+        parts += [Service(name, config, self.supervisor) for name in SERVICES]
+        self.components: dict[str, Component] = {c.name: c for c in parts}
+
+    def _say(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress(f"[{time.monotonic() - self._t0:5.1f}s] {message}")
+
+    def start(self, platform: bool = True, services: bool = False) -> None:
+        """Start the selected parts (idempotent: running parts are only checked)."""
+        self._t0 = time.monotonic()
+        names = (PLATFORM if platform else ()) + (SERVICES if services else ())
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save()
+        ready: set[str] = set()
+
+        def ensure_ready(part: Component) -> None:
+            if part.name in ready:
+                return
+            if not part.is_running():
+                if part.name in names:  # launched by this call, and died since
+                    raise ReadinessError(f"{part.name}: {self.supervisor.exit_reason(part.name)}")
+                raise RuntimeError(f"{part.name} is not running (start the platform first)")
+            part.wait_ready()
+            note = part.setup()
+            ready.add(part.name)
+            self._say(f"{part.name}: ready" + (f" ({note})" if note else ""))
+
+        for name in names:
+            part = self.components[name]
+            for dep in part.needs:
+                ensure_ready(self.components[dep])
+            if part.launch():
+                self._say(f"{name}: started (pid {part.pid()})")
+            else:
+                self._say(f"{name}: already running (pid {part.pid()})")
+        for name in names:
+            ensure_ready(self.components[name])
+
+    def stop(self) -> None:
+        """Stop every part that runs, services first, in reverse start order."""
+        self._t0 = time.monotonic()
+        for name in reversed(PLATFORM + SERVICES):
+            if self.components[name].stop():
+                self._say(f"{name}: stopped")
+        self.config.saved_path.unlink(missing_ok=True)
+
+    def status(self) -> list[ComponentStatus]:
+        result = []
+        for name in PLATFORM + SERVICES:
+            part = self.components[name]
+            pid = part.pid()
+            result.append(ComponentStatus(name, pid, pid is not None and part.is_ready()))
+        return result
+
+    def connection_info(self) -> ConnectionInfo:
+        c = self.config
+        return ConnectionInfo(
+            ingest_url=c.ingest_url,
+            write_key=DEV_WRITE_KEY,
+            warehouse_dsn=c.warehouse_dsn,
+            prometheus_url=c.prometheus_url,
+            s3_endpoint=c.s3_endpoint,
+            s3_bucket=BUCKET,
+            s3_region=REGION,
+            s3_access_key=S3_ACCESS_KEY,
+            s3_secret_key=S3_SECRET_KEY,
+            kafka_bootstrap=c.kafka_bootstrap,
+        )
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,81 @@
+"""Config, service environments and generated configs (no processes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clickstream_local.components import Prometheus
+from clickstream_local.config import TOPIC_PARTITIONS, StackConfig, read_versions
+from clickstream_local.services import SERVICE_MODULES, service_env
+from clickstream_local.stack import Stack
+from clickstream_local.supervisor import Supervisor
+
+
+def test_defaults_match_contracts(tmp_path: Path) -> None:
+    c = StackConfig.default(tmp_path)
+    assert (c.kafka_port, c.kafka_controller_port, c.s3_port, c.postgres_port) == (
+        19092,
+        19093,
+        17070,
+        15432,
+    )
+    assert (c.prometheus_port, c.ingest_port) == (19090, 18080)
+    assert (c.processor_metrics_port, c.loader_metrics_port) == (18091, 18092)
+    assert TOPIC_PARTITIONS == {
+        "clickstream.events": 6,
+        "clickstream.events.dlq": 3,
+        "clickstream.s3-events": 3,
+    }
+
+
+def test_ephemeral_ports_are_distinct_and_saved(tmp_path: Path) -> None:
+    c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b")
+    ports = [v for k, v in c.to_dict().items() if k.endswith("_port")]
+    assert len(ports) == 8 and len(set(ports)) == 8
+    assert 19092 not in ports
+    c.save()
+    assert StackConfig.load(tmp_path) == c
+
+
+def test_service_env(tmp_path: Path) -> None:
+    c = StackConfig.ephemeral(tmp_path)
+    ingest = service_env(c, "ingest-api")
+    assert ingest["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{c.kafka_port}"
+    assert ingest["INGEST_PORT"] == str(c.ingest_port)
+    assert json.loads(ingest["INGEST_WRITE_KEYS"]) == {"dev-write-key": "dev"}
+    proc = service_env(c, "stream-processor")
+    assert proc["PROCESSOR_CHECKPOINT_LOCATION"].endswith("data/checkpoints/stream-processor")
+    assert proc["S3_ENDPOINT_URL"] == f"http://127.0.0.1:{c.s3_port}"
+    loader = service_env(c, "warehouse-loader")
+    assert (
+        loader["WAREHOUSE_DSN"] == f"postgresql://postgres@127.0.0.1:{c.postgres_port}/clickstream"
+    )
+    assert loader["LOADER_NOTIFICATIONS_TOPIC"] == "clickstream.s3-events"
+    assert set(SERVICE_MODULES) == {"ingest-api", "stream-processor", "warehouse-loader"}
+
+
+def test_prometheus_config_scrapes_services(tmp_path: Path) -> None:
+    c = StackConfig.ephemeral(tmp_path)
+    text = Prometheus(c, Supervisor(tmp_path)).render_config()
+    assert "scrape_interval: 2s" in text
+    for job, port in [
+        ("ingest-api", c.ingest_port),
+        ("stream-processor", c.processor_metrics_port),
+        ("warehouse-loader", c.loader_metrics_port),
+    ]:
+        assert f'job_name: "{job}"' in text
+        assert f"127.0.0.1:{port}" in text
+
+
+def test_versions_file_pins() -> None:
+    v = read_versions()
+    assert v["PYSPARK_VERSION"] == v["SPARK_KAFKA_VERSION"]
+    for key in ("KAFKA_VERSION", "LOG4J_VERSION", "VERSITYGW_VERSION", "HADOOP_AWS_VERSION"):
+        assert v[key]
+
+
+def test_status_of_nothing(tmp_path: Path) -> None:
+    stack = Stack(StackConfig.ephemeral(tmp_path))
+    assert all(s.pid is None and not s.ready for s in stack.status())
+    stack.stop()  # nothing to stop: no error
