@@ -114,3 +114,58 @@ def stack_factory() -> Iterator[StackFactory]:
     finally:
         for stack, state in started:
             _stop(stack, state)
+
+
+@pytest.fixture(scope="session")
+def live_pipeline(running_stack: RunningStack) -> RunningStack:
+    """The shared stack after real traffic (valid and invalid events) went through every stage.
+
+    Traffic is stamped "now", so it lands in open windows and never disturbs the closed
+    windows other tests check.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    from clickstream_simulator.generator import ClickstreamGenerator
+    from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
+
+    info = running_stack.info
+    now = datetime.now(UTC)
+    # Whole sessions over the last 90 s, so the funnel reaches purchases too.
+    events = ClickstreamGenerator(seed=99).events_between(now - timedelta(seconds=90), now, 1500)
+    # One invalid event, so the rejection and dead-letter series exist too.
+    invalid = {"event_type": "Not Valid", "timestamp": now.isoformat(), "anonymous_id": "x"}
+    events.insert(50, invalid)
+
+    def prometheus_value(query: str) -> float | None:
+        answer = httpx.get(
+            f"{info.prometheus_url}/api/v1/query", params={"query": query}, timeout=5
+        ).json()
+        result = answer["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    # Two rounds with a scrape between them, as continuous traffic would give: rate() and
+    # increase() need a counter to move between two samples.
+    sender = HttpSender(info.ingest_url, info.write_key)
+    try:
+        half = len(events) // 2
+        for batch in batched(events[:half], 100):
+            sender.send(batch, DeliveryStats())
+        wait_for(
+            lambda: prometheus_value("sum(ingest_events_accepted_total)"),
+            timeout=60,
+            what="Prometheus to scrape the first round",
+        )
+        for batch in batched(events[half:], 100):
+            sender.send(batch, DeliveryStats())
+    finally:
+        sender.close()
+
+    def loaded_and_scraped() -> bool:
+        rows = prometheus_value("sum(loader_rows_loaded_total)")
+        moved = prometheus_value("sum(increase(ingest_events_accepted_total[5m]))")
+        return bool(rows) and bool(moved)
+
+    wait_for(loaded_and_scraped, timeout=180, interval=2, what="the loader's rows in Prometheus")
+    return running_stack
