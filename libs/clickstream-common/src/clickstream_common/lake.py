@@ -50,3 +50,12 @@ class CommitMarker(BaseModel):
     objects: list[CommittedObject]
     committed_at: datetime
     max_received_at: datetime | None = None
+
+
+ERRORS_PREFIX = "errors/events"
+"""Records the processor rejected: one gzip JSON-lines object per micro-batch and hour."""
+
+
+def error_object_key(date: str, hour: str, batch_id: int) -> str:
+    """Deterministic like the processed objects: a retried batch overwrites its own."""
+    return f"{ERRORS_PREFIX}/date={date}/hour={hour}/batch-{batch_id:012d}.jsonl.gz"

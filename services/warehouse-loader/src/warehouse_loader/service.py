@@ -1,31 +1,80 @@
-"""The loader process: S3 notifications from Kafka -> committed batches -> warehouse.
+"""The loader process: S3 notifications (Kafka or SQS) -> committed batches -> warehouse.
 
-Offsets are committed only after every marker in a message is in the warehouse, so a crash
-replays notifications, and the load ledger turns each replay into a no-op.
+Notifications are acknowledged only after every marker they announce is in the warehouse
+(or quarantined), so a crash replays them, and the load ledger turns each replay into a
+no-op. A periodic reconciliation sweep loads committed batches whose notification was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
+import threading
 import time
 from typing import Any
 
 import boto3
 import psycopg
-from aiokafka import AIOKafkaConsumer
-from botocore.exceptions import ClientError
-from pydantic import ValidationError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
+from clickstream_common.tables import TABLES, Dialect
 from warehouse_loader import metrics, sql
 from warehouse_loader.config import Settings
-from warehouse_loader.loader import BatchLoader, apply_migrations
-from warehouse_loader.notifications import MarkerNotice, markers_in
+from warehouse_loader.loader import (
+    LOADED,
+    QUARANTINED,
+    BatchLoader,
+    LoadResult,
+    apply_migrations,
+)
+from warehouse_loader.notifications import MarkerNotice, normalize_etag, unique_notices
+from warehouse_loader.reconcile import advance, list_markers, notice_for, unrecorded
+from warehouse_loader.sources import Delivery, make_source
 
 log = logging.getLogger(__name__)
+
+_UNAVAILABLE_S3_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "InternalError",
+    # Credentials and permissions are fixed by an operator, not by quarantining data.
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+}
+
+
+class Stopping(Exception):  # control flow: the process was asked to stop
+    """Raised out of a retry loop when the process is asked to stop."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The warehouse or S3 cannot serve now: wait and retry, however long it takes."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    if isinstance(
+        exc,
+        psycopg.errors.SerializationFailure
+        | psycopg.errors.DeadlockDetected
+        | psycopg.errors.LockNotAvailable,
+    ):
+        return True
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return True
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return status >= 500 or str(error.get("Code", "")) in _UNAVAILABLE_S3_CODES
+    return False
 
 
 def s3_client(settings: Settings) -> Any:
@@ -45,70 +94,196 @@ class LoaderService:
         self.s3 = s3_client(settings)
         self.conn: psycopg.Connection[Any] | None = None
         self.ready = False
+        self.stopping = threading.Event()
+        self.watermarks: dict[str, str] = {}
+
+    # --- the warehouse connection -------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed:
-            self.conn = psycopg.connect(self.settings.warehouse_dsn, autocommit=True)
-            apply_migrations(self.conn, sql.migrations(self.settings.warehouse_dialect))
+            conn = psycopg.connect(
+                self.settings.warehouse_dsn,
+                autocommit=True,
+                connect_timeout=5,
+                application_name="warehouse-loader",
+            )
+            try:
+                if self.settings.warehouse_dialect is Dialect.POSTGRES:
+                    conn.execute("SET TIME ZONE 'UTC'")
+                dialect = self.settings.warehouse_dialect
+                apply_migrations(conn, sql.migrations(dialect), dialect)
+            except BaseException:
+                conn.close()
+                raise
+            self.conn = conn
         return self.conn
 
-    def load_with_retry(self, notice: MarkerNotice, stopping: asyncio.Event) -> None:
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+    def _set_ready(self, ready: bool) -> None:
+        self.ready = ready
+        metrics.READY.set(1 if ready else 0)
+
+    def _backoff(self, delay: float) -> float:
+        if self.stopping.wait(delay):
+            raise Stopping
+        return min(delay * 2, self.settings.loader_retry_max_seconds)
+
+    def connect_with_retry(self) -> None:
         delay = 0.5
         while True:
             try:
-                result = BatchLoader(self._connection(), self.s3).load(notice)
-                self.ready = True
-                if not result.loaded:
-                    metrics.SKIPPED.labels("already_loaded").inc()
+                self._connection()
                 return
-            except psycopg.OperationalError as exc:
-                # The warehouse is down or restarting: wait and retry, never skip.
-                self.ready = False
-                metrics.FAILURES.labels(notice.dataset).inc()
-                metrics.RETRIES.inc()
-                log.warning(
-                    "warehouse unavailable, retrying", extra={"error": str(exc), "delay": delay}
-                )
-                if self.conn is not None:
-                    self.conn.close()
-                self.conn = None
-            except (ValueError, ValidationError, ClientError, OSError) as exc:
-                # An object that cannot be read or parsed will not get better by retrying.
-                metrics.QUARANTINED.inc()
-                log.error("object quarantined", extra={"marker": notice.key, "error": str(exc)})
-                return
-            if stopping.is_set():
-                raise asyncio.CancelledError
-            time.sleep(delay)
-            delay = min(delay * 2, self.settings.loader_retry_max_seconds)
+            except psycopg.Error as exc:
+                log.warning("warehouse unavailable", extra={"error": str(exc), "delay": delay})
+                self._drop_connection()
+            delay = self._backoff(delay)
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        await asyncio.to_thread(self._connection)
-        self.ready = True
-        consumer = AIOKafkaConsumer(
-            self.settings.loader_notifications_topic,
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.settings.loader_consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+    def loader(self) -> BatchLoader:
+        return BatchLoader(
+            self._connection(),
+            self.s3,
+            self.settings.warehouse_dialect,
+            iam_role=self.settings.loader_redshift_iam_role,
+            manifest_prefix=self.settings.loader_manifest_prefix,
         )
-        await consumer.start()
+
+    # --- one marker, whatever it takes ----------------------------------------------------
+
+    def load_with_retry(self, notice: MarkerNotice) -> LoadResult:
+        """Load a marker: retry while the warehouse or S3 is unavailable (never skip);
+        quarantine after `loader_max_attempts` failures of any other kind."""
+        delay = 0.5
+        attempts = 0
+        while True:
+            try:
+                result = self.loader().load(notice)
+                self._set_ready(True)
+                return result
+            except Exception as exc:
+                metrics.FAILURES.labels(notice.dataset).inc()
+                context = {"marker": notice.key, "error": repr(exc), "delay": delay}
+                if is_unavailable(exc):
+                    self._set_ready(False)
+                    log.warning("warehouse or lake unavailable, retrying", extra=context)
+                    if isinstance(exc, psycopg.Error):
+                        self._drop_connection()
+                else:
+                    attempts += 1
+                    log.exception("load failed", extra=context | {"attempt": attempts})
+                    self._drop_connection()  # its state is unknown
+                    if attempts >= self.settings.loader_max_attempts:
+                        quarantined = self._quarantine_failed(notice, exc, attempts)
+                        if quarantined is not None:
+                            return quarantined
+            metrics.RETRIES.inc()
+            delay = self._backoff(delay)
+
+    def _quarantine_failed(
+        self, notice: MarkerNotice, exc: Exception, attempts: int
+    ) -> LoadResult | None:
+        reason = f"failed {attempts} times: {exc!r}"
         try:
-            while not stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=100)
-                for records in batches.values():
-                    for record in records:
-                        notices, skipped = markers_in(record.value or b"")
-                        if skipped:
-                            metrics.SKIPPED.labels("not_a_commit_marker").inc(skipped)
-                        for notice in notices:
-                            await asyncio.to_thread(self.load_with_retry, notice, stopping)
-                if batches:
-                    await consumer.commit()
+            etag = notice.etag or normalize_etag(
+                self.s3.head_object(Bucket=notice.bucket, Key=notice.key).get("ETag")
+            )
+            self.loader().quarantine(notice, etag, reason)
+        except Exception as failure:
+            log.warning("quarantine failed", extra={"error": repr(failure)})
+            self._drop_connection()
+            return None
+        return LoadResult(QUARANTINED, reason=reason)
+
+    # --- the reconciliation sweep ---------------------------------------------------------
+
+    def reconcile(self) -> int:
+        """Load committed batches the ledger does not hold; returns how many were loaded."""
+        loaded = 0
+        bucket = self.settings.s3_bucket
+        for dataset in TABLES:
+            start = self.watermarks.get(dataset, "")
+            try:
+                listed = list_markers(self.s3, bucket, dataset, start)
+                if not listed:
+                    continue
+                rows = (
+                    self._connection()
+                    .execute(sql.recorded_markers_sql(), (dataset, start))
+                    .fetchall()
+                )
+            except Exception as exc:
+                # The next sweep tries again; notifications keep flowing meanwhile.
+                log.warning("reconciliation skipped", extra={"table": dataset, "error": repr(exc)})
+                if isinstance(exc, psycopg.Error):
+                    self._drop_connection()
+                continue
+            recorded = {(str(r[0]), str(r[1])) for r in rows}
+            for marker in unrecorded(listed, recorded):
+                result = self.load_with_retry(notice_for(bucket, marker))
+                if result.status == LOADED:
+                    loaded += 1
+                    metrics.RECONCILED.labels(dataset).inc()
+                    log.warning(
+                        "loaded a batch no notification announced",
+                        extra={"table": dataset, "marker": marker.key},
+                    )
+                recorded.add((marker.key, marker.etag))
+            self.watermarks[dataset] = advance(start, listed, recorded)
+        metrics.SWEEPS.inc()
+        return loaded
+
+    # --- the main loop --------------------------------------------------------------------
+
+    def _count_skips(self, deliveries: list[Delivery]) -> list[MarkerNotice]:
+        notices: list[MarkerNotice] = []
+        for delivery in deliveries:
+            for reason, count in delivery.skipped.items():
+                metrics.SKIPPED.labels(reason).inc(count)
+            notices.extend(delivery.notices)
+        return unique_notices(notices)
+
+    async def run(self) -> None:
+        try:
+            await asyncio.to_thread(self.connect_with_retry)
+        except Stopping:
+            return
+        source = make_source(self.settings)
+        await source.start()
+        self._set_ready(True)
+        interval = self.settings.loader_reconcile_interval_seconds
+        next_sweep = time.monotonic() if interval > 0 else math.inf
+        next_pending = 0.0
+        try:
+            while not self.stopping.is_set():
+                if time.monotonic() >= next_sweep:
+                    await asyncio.to_thread(self.reconcile)
+                    next_sweep = time.monotonic() + interval
+                deliveries = await source.receive()
+                for notice in self._count_skips(deliveries):
+                    result = await asyncio.to_thread(self.load_with_retry, notice)
+                    if result.status not in (LOADED, QUARANTINED):
+                        metrics.SKIPPED.labels(result.status).inc()
+                if deliveries:
+                    await source.ack(deliveries)
+                if time.monotonic() >= next_pending:
+                    try:
+                        pending = await source.pending()
+                        if pending is not None:
+                            metrics.PENDING.set(pending)
+                    except Exception as exc:
+                        log.warning("pending count failed", extra={"error": repr(exc)})
+                    next_pending = time.monotonic() + 5
+        except Stopping:
+            log.info("stopping before the notifications in hand were acknowledged")
         finally:
-            await consumer.stop()
-            if self.conn is not None:
-                self.conn.close()
+            await source.stop()
+            self._drop_connection()
 
 
 def run() -> None:
@@ -118,13 +293,20 @@ def run() -> None:
     probe = ProbeServer(
         settings.loader_metrics_host, settings.loader_metrics_port, ready=lambda: service.ready
     ).start()
+    log.info(
+        "loader starting",
+        extra={
+            "dialect": settings.warehouse_dialect.value,
+            "source": settings.loader_notifications_source.value,
+            "bucket": settings.s3_bucket,
+        },
+    )
 
     async def main() -> None:
-        stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        await service.run(stopping)
+            loop.add_signal_handler(sig, service.stopping.set)
+        await service.run()
 
     try:
         asyncio.run(main())

@@ -1,8 +1,19 @@
-"""SQL builders: pure functions from table specs to statements."""
+"""SQL builders: pure functions from table specs to statements, for both dialects.
+
+Column names go through `quote_identifier` in both dialects, so `timestamp` (reserved in
+Redshift) is always written `"timestamp"`.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
+from clickstream_common.schema import LogicalType
 from clickstream_common.tables import (
+    EVENTS,
+    PRODUCT_STATS_MINUTE,
+    SESSIONS,
     TABLES,
     WAREHOUSE_SCHEMA,
     Dialect,
@@ -10,85 +21,404 @@ from clickstream_common.tables import (
     TableSpec,
     create_table_sql,
     qualified,
+    quote_identifier,
+    sql_type,
 )
 
 LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
 MIGRATIONS = f"{WAREHOUSE_SCHEMA}.schema_migrations"
+
+STATUS_LOADED = "loaded"
+STATUS_QUARANTINED = "quarantined"
+
+# The current time inside a statement. Redshift's NOW()/CURRENT_TIMESTAMP are leader-node
+# only (refused next to table data); GETDATE() is the compute-node equivalent.
+_NOW = {Dialect.POSTGRES: "now()", Dialect.REDSHIFT: "GETDATE()"}
+# The moment of the ledger write: the load is done and about to commit.
+_CLOCK = {Dialect.POSTGRES: "clock_timestamp()", Dialect.REDSHIFT: "GETDATE()"}
+_TEXT = {Dialect.POSTGRES: "TEXT", Dialect.REDSHIFT: "VARCHAR(1024)"}
+_LONG_TEXT = {Dialect.POSTGRES: "TEXT", Dialect.REDSHIFT: "VARCHAR(4096)"}
+
+
+def ident(name: str) -> str:
+    return quote_identifier(name)
+
+
+def column_list(table: TableSpec, prefix: str = "") -> str:
+    return ", ".join(f"{prefix}{ident(c)}" for c in table.column_names)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --- staging and COPY -------------------------------------------------------------------
 
 
 def staging_name(table: TableSpec) -> str:
     return f"stage_{table.name}"
 
 
-def create_staging_sql(table: TableSpec) -> str:
-    # Dropped at commit: a crash mid-load leaves nothing behind.
-    return f"CREATE TEMP TABLE {staging_name(table)} (LIKE {qualified(table)}) ON COMMIT DROP"
-
-
-def copy_from_stdin_sql(table: TableSpec) -> str:
-    return f"COPY {staging_name(table)} ({', '.join(table.column_names)}) FROM STDIN"
-
-
-def merge_sql(table: TableSpec) -> str:
-    """Merge the staging rows into the target (PostgreSQL)."""
-    columns = ", ".join(table.column_names)
-    key = ", ".join(table.key)
-    if table.merge is MergeMode.INSERT_NEW:
-        return (
-            f"INSERT INTO {qualified(table)} ({columns}) "
-            f"SELECT DISTINCT ON ({key}) {columns} FROM {staging_name(table)} "
-            f"ORDER BY {key} ON CONFLICT ({key}) DO NOTHING"
-        )
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.column_names if c not in table.key)
-    # Windows change until final: the newest batch wins, an older replay never does.
-    return (
-        f"INSERT INTO {qualified(table)} ({columns}) "
-        f"SELECT DISTINCT ON ({key}) {columns} FROM {staging_name(table)} "
-        f"ORDER BY {key}, batch_id DESC "
-        f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
-        f"WHERE {qualified(table)}.batch_id <= EXCLUDED.batch_id"
+def create_staging_sql(table: TableSpec, dialect: Dialect) -> str:
+    if dialect is Dialect.POSTGRES:
+        # Dropped at commit or rollback: a crash mid-load leaves nothing behind.
+        return f"CREATE TEMP TABLE {staging_name(table)} (LIKE {qualified(table)}) ON COMMIT DROP"
+    # Redshift matches Parquet columns by position, so the staging table has exactly the
+    # data set's columns in order; JSON arrives as text and is parsed during the merge.
+    columns = ",\n".join(
+        f"    {ident(c.name)} "
+        + ("VARCHAR(65535)" if c.type is LogicalType.JSON else sql_type(c, dialect))
+        for c in table.columns
     )
+    return f"CREATE TEMP TABLE {staging_name(table)} (\n{columns}\n)"
+
+
+def drop_staging_sql(table: TableSpec) -> str:
+    # Redshift temp tables live until the session ends; each load starts from an empty one.
+    return f"DROP TABLE IF EXISTS {staging_name(table)}"
+
+
+def copy_from_stdin_sql(table: TableSpec, target: str | None = None) -> str:
+    """PostgreSQL: CSV rows streamed by the loader (Arrow's CSV writer renders them)."""
+    into = target or staging_name(table)
+    return f"COPY {into} ({column_list(table)}) FROM STDIN (FORMAT csv)"
+
+
+def copy_from_s3_sql(table: TableSpec, s3_uri: str, iam_role: str, manifest: bool) -> str:
+    """Redshift: the cluster reads the Parquet straight from S3 into the staging table."""
+    statement = (
+        f"COPY {staging_name(table)} FROM {_literal(s3_uri)} "
+        f"IAM_ROLE {_literal(iam_role)} FORMAT AS PARQUET"
+    )
+    return statement + (" MANIFEST" if manifest else "")
+
+
+def manifest_json(bucket: str, objects: Sequence[tuple[str, int]]) -> bytes:
+    """A COPY manifest naming exactly the batch's objects (Parquet needs content_length)."""
+    entries = [
+        {"url": f"s3://{bucket}/{key}", "mandatory": True, "meta": {"content_length": size}}
+        for key, size in objects
+    ]
+    return json.dumps({"entries": entries}, indent=2).encode()
+
+
+# --- merge ------------------------------------------------------------------------------
+
+
+def _key_match(table: TableSpec, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{ident(k)} = {right}.{ident(k)}" for k in table.key)
+
+
+def merge_sql(table: TableSpec, dialect: Dialect = Dialect.POSTGRES) -> list[str]:
+    """Statements that merge the staging rows into the target, in order."""
+    if dialect is Dialect.POSTGRES:
+        return [_merge_postgres(table)]
+    return _merge_redshift(table)
+
+
+def _winner(table: TableSpec) -> tuple[str, str]:
+    """(order of batch_id that puts the winning row first, comparison that lets it replace).
+
+    Upserted windows change until final: the newest batch wins, an older replay never does.
+    Insert-only facts keep their first row: the oldest batch wins, whatever the load order.
+    """
+    if table.merge is MergeMode.INSERT_NEW:
+        return "ASC", ">"
+    return "DESC", "<="
+
+
+def _merge_postgres(table: TableSpec) -> str:
+    target = qualified(table)
+    columns = column_list(table)
+    key = ", ".join(ident(k) for k in table.key)
+    order, replaces = _winner(table)
+    updates = ", ".join(
+        f"{ident(c)} = EXCLUDED.{ident(c)}" for c in table.column_names if c not in table.key
+    )
+    return (
+        f"INSERT INTO {target} ({columns}) "
+        f"SELECT DISTINCT ON ({key}) {columns} FROM {staging_name(table)} "
+        f"ORDER BY {key}, batch_id {order} "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
+        f"WHERE {target}.batch_id {replaces} EXCLUDED.batch_id"
+    )
+
+
+def _merge_redshift(table: TableSpec) -> list[str]:
+    # Redshift has no ON CONFLICT and does not enforce keys: delete the rows the batch
+    # replaces, then insert one row per key that the target does not hold (any more).
+    target = qualified(table)
+    stage = staging_name(table)
+    key = ", ".join(ident(k) for k in table.key)
+    order, replaces = _winner(table)
+    values = ", ".join(
+        f"JSON_PARSE(s.{ident(c.name)})" if c.type is LogicalType.JSON else f"s.{ident(c.name)}"
+        for c in table.columns
+    )
+    delete = (
+        f"DELETE FROM {target} USING {stage} AS s "
+        f"WHERE {_key_match(table, target, 's')} AND {target}.batch_id {replaces} s.batch_id"
+    )
+    ranked = (
+        f"SELECT {column_list(table)}, "
+        f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY batch_id {order}) AS loader_rank "
+        f"FROM {stage}"
+    )
+    insert = (
+        f"INSERT INTO {target} ({column_list(table)}) "
+        f"SELECT {values} FROM ({ranked}) AS s "
+        f"LEFT JOIN {target} AS cur ON {_key_match(table, 'cur', 's')} "
+        f"WHERE s.loader_rank = 1 AND cur.{ident(table.key[0])} IS NULL"
+    )
+    return [delete, insert]
+
+
+# --- the load ledger --------------------------------------------------------------------
+
+_LEDGER_COLUMNS = (
+    "object_key, etag, table_name, batch_id, rows_loaded, status, reason, marker_created_at"
+)
 
 
 def claim_ledger_sql() -> str:
-    """Claim an object for this transaction; no row back means it was loaded already.
+    """PostgreSQL: claim a marker version for this transaction; no row back: done already.
 
-    A second loader claiming the same object blocks on the unique key until the first
+    A second loader claiming the same marker blocks on the unique key until the first
     commits (then gets nothing) or rolls back (then claims it).
     """
     return (
-        f"INSERT INTO {LEDGER} (object_key, etag, table_name, batch_id, rows_loaded) "
-        "VALUES (%s, %s, %s, %s, 0) ON CONFLICT (object_key, etag) DO NOTHING RETURNING 1"
+        f"INSERT INTO {LEDGER} ({_LEDGER_COLUMNS}) "
+        f"VALUES (%s, %s, %s, %s, 0, '{STATUS_LOADED}', NULL, %s) "
+        "ON CONFLICT (object_key, etag) DO NOTHING RETURNING 1"
     )
 
 
-def finish_ledger_sql() -> str:
+def lock_ledger_sql() -> str:
+    """Redshift: serialise ledger claims (no unique keys there) until this load commits."""
+    return f"LOCK {LEDGER}"
+
+
+def ledger_status_sql() -> str:
+    return f"SELECT status FROM {LEDGER} WHERE object_key = %s AND etag = %s"
+
+
+def insert_ledger_sql(status: str = STATUS_LOADED) -> str:
+    """Redshift: the claim row, written after the lock showed no row for this version."""
     return (
-        f"UPDATE {LEDGER} SET rows_loaded = %s, loaded_at = now() "
+        f"INSERT INTO {LEDGER} ({_LEDGER_COLUMNS}) VALUES (%s, %s, %s, %s, 0, '{status}', NULL, %s)"
+    )
+
+
+def finish_ledger_sql(dialect: Dialect = Dialect.POSTGRES) -> str:
+    return (
+        f"UPDATE {LEDGER} SET rows_loaded = %s, loaded_at = {_CLOCK[dialect]} "
         "WHERE object_key = %s AND etag = %s"
     )
+
+
+def quarantine_sql(dialect: Dialect = Dialect.POSTGRES) -> str:
+    """Record a marker version that cannot be loaded, with its reason; loaded never again.
+
+    Deleting the row lets the next reconciliation sweep try it again.
+    """
+    statement = (
+        f"INSERT INTO {LEDGER} ({_LEDGER_COLUMNS}, loaded_at) "
+        f"VALUES (%s, %s, %s, %s, 0, '{STATUS_QUARANTINED}', %s, %s, {_CLOCK[dialect]})"
+    )
+    if dialect is Dialect.POSTGRES:
+        statement += " ON CONFLICT (object_key, etag) DO NOTHING"
+    return statement
+
+
+def recorded_markers_sql() -> str:
+    """Marker versions of one table the ledger holds, past a key (the sweep's watermark)."""
+    return f"SELECT object_key, etag FROM {LEDGER} WHERE table_name = %s AND object_key > %s"
+
+
+# --- migrations -------------------------------------------------------------------------
+
+
+def create_migrations_table_sql() -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS} "
+        "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+
+
+def record_migration_sql(dialect: Dialect) -> str:
+    return f"INSERT INTO {MIGRATIONS} (version, applied_at) VALUES (%s, {_NOW[dialect]})"
+
+
+def migration_lock_sql(dialect: Dialect) -> str:
+    """Two loaders starting together apply each version once."""
+    if dialect is Dialect.POSTGRES:
+        return "SELECT pg_advisory_xact_lock(hashtext('clickstream-migrations'))"
+    return f"LOCK {MIGRATIONS}"
+
+
+def _ledger_v1(dialect: Dialect) -> str:
+    text = _TEXT[dialect]
+    return f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
+    object_key {text} NOT NULL,
+    etag {text} NOT NULL,
+    table_name {text} NOT NULL,
+    batch_id BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL DEFAULT {_NOW[dialect]},
+    PRIMARY KEY (object_key, etag)
+)"""
+
+
+def _ledger_v2(dialect: Dialect) -> list[str]:
+    if_missing = "IF NOT EXISTS " if dialect is Dialect.POSTGRES else ""
+    return [
+        f"ALTER TABLE {LEDGER} ADD COLUMN {if_missing}status {_TEXT[dialect]} "
+        f"NOT NULL DEFAULT '{STATUS_LOADED}'",
+        f"ALTER TABLE {LEDGER} ADD COLUMN {if_missing}reason {_LONG_TEXT[dialect]}",
+        # The processor's commit time: loaded_at minus this is the load lag.
+        f"ALTER TABLE {LEDGER} ADD COLUMN {if_missing}marker_created_at TIMESTAMPTZ",
+    ]
+
+
+def _postgres_indexes() -> list[str]:
+    # The PostgreSQL counterparts of Redshift's sort and distribution keys; the aggregates'
+    # primary keys already lead with window_start.
+    events, sessions = qualified(EVENTS), qualified(SESSIONS)
+    return [
+        f"CREATE INDEX IF NOT EXISTS events_event_time_idx ON {events} (event_time)",
+        f"CREATE INDEX IF NOT EXISTS events_user_key_idx ON {events} (user_key, event_time)",
+        f"CREATE INDEX IF NOT EXISTS events_type_time_idx ON {events} (event_type, event_time)",
+        f"CREATE INDEX IF NOT EXISTS sessions_start_idx ON {sessions} (session_start)",
+        f"CREATE INDEX IF NOT EXISTS sessions_user_key_idx ON {sessions} (user_key)",
+        f"CREATE INDEX IF NOT EXISTS product_stats_product_idx "
+        f"ON {qualified(PRODUCT_STATS_MINUTE)} (product_id, window_start)",
+        f"CREATE INDEX IF NOT EXISTS load_ledger_table_idx ON {LEDGER} (table_name, object_key)",
+        f"CREATE INDEX IF NOT EXISTS load_ledger_quarantined_idx ON {LEDGER} (table_name) "
+        f"WHERE status = '{STATUS_QUARANTINED}'",
+    ]
+
+
+def _rate(numerator: str, denominator: str) -> str:
+    return f"CAST({numerator} AS DOUBLE PRECISION) / NULLIF({denominator}, 0)"
+
+
+def bi_views(dialect: Dialect) -> list[str]:
+    """Views analysts and BI tools query; the same definitions in both dialects."""
+    now = _NOW[dialect]
+    minute = f"DATE_TRUNC('minute', {now})"
+    schema = WAREHOUSE_SCHEMA
+
+    def users(event_type: str) -> str:
+        return f"COUNT(DISTINCT CASE WHEN event_type = '{event_type}' THEN user_key END)"
+
+    def recent(column: str, cast: str = "BIGINT") -> str:
+        return (
+            f"CAST(SUM(CASE WHEN window_start >= {minute} - INTERVAL '4 minutes' "
+            f"THEN {column} ELSE 0 END) AS {cast})"
+        )
+
+    def total(column: str) -> str:
+        # SUM of BIGINT is NUMERIC in PostgreSQL; BI tools read counts better as BIGINT.
+        return f"CAST(SUM({column}) AS BIGINT)"
+
+    live_users = f"""CREATE OR REPLACE VIEW {schema}.live_users AS
+SELECT
+    COUNT(DISTINCT user_key) AS users_last_5m,
+    COUNT(DISTINCT CASE WHEN event_time >= {now} - INTERVAL '1 minute' THEN user_key END)
+        AS users_last_1m,
+    COUNT(*) AS events_last_5m,
+    COUNT(DISTINCT session_id) AS sessions_last_5m,
+    {now} AS as_of
+FROM {schema}.events
+WHERE event_time >= {now} - INTERVAL '5 minutes'"""
+
+    # The current minute and the four before it (5m), or the 59 before it (60m).
+    trending = f"""CREATE OR REPLACE VIEW {schema}.trending_products AS
+SELECT
+    product_id,
+    {recent("views")} AS views_5m,
+    {total("views")} AS views_60m,
+    {recent("add_to_carts")} AS add_to_carts_5m,
+    {total("add_to_carts")} AS add_to_carts_60m,
+    {recent("purchases")} AS purchases_5m,
+    {total("purchases")} AS purchases_60m,
+    {recent("revenue", "DOUBLE PRECISION")} AS revenue_5m,
+    SUM(revenue) AS revenue_60m,
+    RANK() OVER (ORDER BY {recent("views")} DESC) AS views_rank_5m,
+    RANK() OVER (ORDER BY SUM(views) DESC) AS views_rank_60m
+FROM {schema}.product_stats_minute
+WHERE window_start >= {minute} - INTERVAL '59 minutes'
+GROUP BY product_id"""
+
+    funnel = f"""CREATE OR REPLACE VIEW {schema}.conversion_funnel_hourly AS
+SELECT
+    DATE_TRUNC('hour', event_time) AS hour,
+    COUNT(DISTINCT user_key) AS visitors,
+    {users("product_view")} AS product_viewers,
+    {users("add_to_cart")} AS cart_adders,
+    {users("checkout")} AS checkout_starters,
+    {users("purchase")} AS purchasers,
+    COUNT(DISTINCT CASE WHEN event_type = 'purchase' THEN property_order_id END) AS orders,
+    SUM(CASE WHEN event_type = 'purchase' THEN revenue ELSE 0 END) AS revenue,
+    {_rate(users("add_to_cart"), users("product_view"))} AS view_to_cart_rate,
+    {_rate(users("checkout"), users("add_to_cart"))} AS cart_to_checkout_rate,
+    {_rate(users("purchase"), users("checkout"))} AS checkout_to_purchase_rate,
+    {_rate(users("purchase"), "COUNT(DISTINCT user_key)")} AS conversion_rate
+FROM {schema}.events
+GROUP BY DATE_TRUNC('hour', event_time)"""
+
+    sessions_daily = f"""CREATE OR REPLACE VIEW {schema}.sessions_daily AS
+SELECT
+    DATE_TRUNC('day', session_start) AS day,
+    COUNT(*) AS sessions,
+    COUNT(DISTINCT user_key) AS users,
+    AVG(duration_seconds) AS avg_duration_seconds,
+    AVG(CAST(events AS DOUBLE PRECISION)) AS avg_events,
+    {_rate("SUM(CASE WHEN page_views <= 1 THEN 1 ELSE 0 END)", "COUNT(*)")} AS bounce_rate,
+    {_rate("SUM(CASE WHEN converted THEN 1 ELSE 0 END)", "COUNT(*)")} AS conversion_rate,
+    SUM(revenue) AS revenue
+FROM {schema}.sessions
+GROUP BY DATE_TRUNC('day', session_start)"""
+
+    pages_hourly = f"""CREATE OR REPLACE VIEW {schema}.page_views_hourly AS
+SELECT
+    DATE_TRUNC('hour', window_start) AS hour,
+    page_path,
+    {total("views")} AS views,
+    MAX(unique_visitors) AS peak_minute_visitors
+FROM {schema}.page_views_minute
+GROUP BY DATE_TRUNC('hour', window_start), page_path"""
+
+    quarantined = f"""CREATE OR REPLACE VIEW {schema}.quarantined_batches AS
+SELECT table_name, batch_id, object_key AS marker_key, etag, reason, loaded_at AS quarantined_at
+FROM {LEDGER}
+WHERE status = '{STATUS_QUARANTINED}'"""
+
+    freshness = f"""CREATE OR REPLACE VIEW {schema}.load_status AS
+SELECT
+    table_name,
+    {total(f"CASE WHEN status = '{STATUS_LOADED}' THEN 1 ELSE 0 END")} AS batches_loaded,
+    {total(f"CASE WHEN status = '{STATUS_QUARANTINED}' THEN 1 ELSE 0 END")}
+        AS batches_quarantined,
+    {total("rows_loaded")} AS rows_loaded,
+    MAX(CASE WHEN status = '{STATUS_LOADED}' THEN batch_id END) AS last_batch_id,
+    MAX(CASE WHEN status = '{STATUS_LOADED}' THEN loaded_at END) AS last_loaded_at
+FROM {LEDGER}
+GROUP BY table_name"""
+
+    return [live_users, trending, funnel, sessions_daily, pages_hourly, quarantined, freshness]
 
 
 def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
     """Versioned, idempotent schema steps; applied in order, each once."""
     v1 = [
         f"CREATE SCHEMA IF NOT EXISTS {WAREHOUSE_SCHEMA}",
-        *(create_table_sql(t, dialect) for t in TABLES.values()),
-        f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
-    object_key TEXT NOT NULL,
-    etag TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    batch_id BIGINT NOT NULL,
-    rows_loaded BIGINT NOT NULL,
-    loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (object_key, etag)
-)""",
+        *(create_table_sql(t, dialect, quote_reserved=True) for t in TABLES.values()),
+        _ledger_v1(dialect),
     ]
-    return [(1, v1)]
-
-
-def create_migrations_table_sql() -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS} "
-        "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
+    v2 = [
+        *_ledger_v2(dialect),
+        *(_postgres_indexes() if dialect is Dialect.POSTGRES else []),
+        *bi_views(dialect),
+    ]
+    return [(1, v1), (2, v2)]
