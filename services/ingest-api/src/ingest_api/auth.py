@@ -4,46 +4,133 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
-from ingest_api.config import Settings, get_settings
+from ingest_api.config import Settings, WriteKey
+from ingest_api.errors import ApiError
 
 
-def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+@dataclass(frozen=True)
+class Client:
+    """The write key a request presented, resolved to its configuration."""
+
+    source: str
+    key: WriteKey
+    allowed_origins: tuple[str, ...]
+    key_id: str  # a digest of the key: names its rate-limit bucket, never the key itself
+
+
+def presented_key(
+    headers: Mapping[str, str], query: Mapping[str, str] | Callable[[], Mapping[str, str]]
+) -> str | None:
+    """The write key from Bearer, Basic (user name), X-Write-Key, or ?write_key=.
+
+    `query` may be a function, so the query string is only parsed when no header names a key.
+    """
+    header = headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value:
+    if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    if scheme.lower() == "basic" and value:
+    if scheme.lower() == "basic" and value.strip():
         # Segment-style: the write key is the user name, the password is empty.
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             return None
-        return decoded.partition(":")[0]
-    return request.headers.get("x-write-key") or request.query_params.get("write_key")
+        return decoded.partition(":")[0] or None
+    header_key = headers.get("x-write-key")
+    if header_key:
+        return header_key
+    params = query() if callable(query) else query
+    return params.get("write_key") or None
 
 
-def source_for_key(presented: str, keys: dict[str, str]) -> str | None:
-    """The source of a write key, comparing against every key in constant time."""
-    found: str | None = None
-    for key, source in keys.items():
-        if hmac.compare_digest(presented.encode(), key.encode()):
-            found = source
+def _digest(value: str) -> bytes:
+    # Equal-length digests: the comparison leaks neither content nor length of a key.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def find_key(presented: str, keys: Mapping[str, WriteKey]) -> WriteKey | None:
+    """The configuration of a write key, comparing against every key in constant time."""
+    return _find(_digest(presented), keys)
+
+
+# Digests of the configured keys, computed once per key mapping (the settings' dict).
+_DIGESTS: dict[int, tuple[Mapping[str, WriteKey], tuple[tuple[bytes, WriteKey], ...]]] = {}
+
+
+def _digests(keys: Mapping[str, WriteKey]) -> tuple[tuple[bytes, WriteKey], ...]:
+    cached = _DIGESTS.get(id(keys))
+    if cached is None or cached[0] is not keys:
+        if len(_DIGESTS) > 64:
+            _DIGESTS.clear()
+        cached = (keys, tuple((_digest(key), config) for key, config in keys.items()))
+        _DIGESTS[id(keys)] = cached
+    return cached[1]
+
+
+def _find(wanted: bytes, keys: Mapping[str, WriteKey]) -> WriteKey | None:
+    found: WriteKey | None = None
+    for digest, config in _digests(keys):
+        if hmac.compare_digest(wanted, digest):
+            found = config
     return found
 
 
-def require_source(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str:
-    presented = _presented_key(request)
+def source_for_key(presented: str, keys: Mapping[str, WriteKey]) -> str | None:
+    found = find_key(presented, keys)
+    return found.source if found else None
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    return "*" in allowed or origin.rstrip("/") in allowed
+
+
+def resolve_client(presented: str | None, settings: Settings) -> Client:
     if not presented:
-        raise HTTPException(401, "missing write key (Authorization: Bearer <key>)")
-    source = source_for_key(presented, settings.ingest_write_keys)
-    if source is None:
-        raise HTTPException(401, "unknown write key")
-    return source
+        raise ApiError(
+            401,
+            "missing_write_key",
+            "missing write key: send Authorization: Bearer <key>, Basic auth with the key as "
+            "user name, X-Write-Key, or ?write_key=",
+        )
+    digest = _digest(presented)
+    key = _find(digest, settings.ingest_write_keys)
+    if key is None:
+        raise ApiError(401, "unknown_write_key", "unknown write key")
+    return Client(key.source, key, settings.origins_of(key), digest.hex()[:16])
 
 
-Source = Annotated[str, Depends(require_source)]
+def check_origin(request: Request, client: Client) -> None:
+    origin = request.headers.get("origin")
+    if origin and not origin_allowed(origin, client.allowed_origins):
+        raise ApiError(403, "origin_not_allowed", f"origin {origin} is not allowed for this key")
+    # The CORS middleware answers with the origins of the key that was resolved.
+    request.scope.setdefault("state", {})["allowed_origins"] = client.allowed_origins
+
+
+# Dependencies are `async def`: FastAPI runs plain functions in a thread pool, a costly
+# hop for work this small on the hot path.
+async def require_client(request: Request) -> Client:
+    settings: Settings = request.app.state.settings  # not a sub-dependency: each one costs
+    client = resolve_client(presented_key(request.headers, lambda: request.query_params), settings)
+    check_origin(request, client)
+    return client
+
+
+async def optional_client(request: Request) -> Client | None:
+    """For Segment routes, whose SDKs may carry the key in the body (`writeKey`) instead."""
+    presented = presented_key(request.headers, lambda: request.query_params)
+    if presented is None:
+        return None
+    return await require_client(request)
+
+
+ClientDep = Annotated[Client, Depends(require_client)]
+OptionalClientDep = Annotated[Client | None, Depends(optional_client)]

@@ -3,29 +3,101 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clickstream_common.settings import CommonSettings
+
+
+class WriteKey(BaseModel):
+    """What one write key is allowed to do.
+
+    `INGEST_WRITE_KEYS` maps each key either to a source name (`{"key": "web"}`) or to an
+    object with these fields; unset fields take the service-wide defaults below.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Annotated[str, Field(min_length=1, max_length=128)]
+    allowed_origins: tuple[str, ...] | None = Field(
+        default=None,
+        description='Origins allowed to send from a browser ("*" = any); default '
+        "INGEST_CORS_ALLOWED_ORIGINS.",
+    )
+    rate_limit_events_per_second: float | None = Field(
+        default=None, ge=0, description="Sustained events/s per replica; 0 = unlimited."
+    )
+    rate_limit_burst: int | None = Field(
+        default=None, ge=0, description="Events allowed at once above the sustained rate."
+    )
 
 
 class Settings(CommonSettings):
     ingest_host: str = "0.0.0.0"  # noqa: S104  # a collector listens on every interface
     ingest_port: int = 8080
-    ingest_write_keys: dict[str, str] = Field(
-        default_factory=dict, description="write key -> source name, as a JSON object"
+    ingest_write_keys: dict[str, WriteKey] = Field(
+        default_factory=dict,
+        description='write key -> source name, or -> {"source", "allowed_origins", '
+        '"rate_limit_events_per_second", "rate_limit_burst"}, as a JSON object',
     )
     ingest_publish_timeout_seconds: float = 5.0
     ingest_max_events_per_request: int = 500
     ingest_max_request_bytes: int = 1024 * 1024
     ingest_max_event_bytes: int = 32 * 1024
+    ingest_max_properties_bytes: int = 16 * 1024
     ingest_retry_after_seconds: int = 2
     # Clock-skew correction: differences below the tolerance are network delay, above the
     # maximum an absurd clock; neither is folded into the event time.
     ingest_skew_tolerance_seconds: float = 2.0
     ingest_skew_max_seconds: float = 7 * 24 * 3600.0
+    # Defaults for write keys that do not set their own.
+    ingest_cors_allowed_origins: tuple[str, ...] = ("*",)
+    ingest_cors_max_age_seconds: int = 86400
+    ingest_rate_limit_events_per_second: float = 0.0
+    ingest_rate_limit_burst: int = 0
+    # Client addresses: kept to a network prefix (0 = not recorded), and X-Forwarded-For
+    # believed only when the connection comes from one of these networks.
+    ingest_client_ip_ipv4_prefix: int = Field(default=24, ge=0, le=32)
+    ingest_client_ip_ipv6_prefix: int = Field(default=48, ge=0, le=128)
+    ingest_trusted_proxies: tuple[str, ...] = ()
+    ingest_kafka_linger_ms: int = 5
+    # One log line per request; off by default (it costs ~40% of single-event throughput),
+    # refused and failed requests (status >= 400) are logged either way.
+    ingest_access_log: bool = False
+
+    @field_validator("ingest_write_keys", mode="before")
+    @classmethod
+    def _plain_source_names(cls, value: Any) -> Any:
+        # The simple {"key": "source"} form stays valid.
+        if isinstance(value, dict):
+            return {k: {"source": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def origins_of(self, key: WriteKey) -> tuple[str, ...]:
+        if key.allowed_origins is not None:
+            return key.allowed_origins
+        return self.ingest_cors_allowed_origins
+
+    def rate_of(self, key: WriteKey) -> tuple[float, int]:
+        """(events per second, burst) for a key; a rate of 0 means unlimited."""
+        rate = key.rate_limit_events_per_second
+        if rate is None:
+            rate = self.ingest_rate_limit_events_per_second
+        burst = key.rate_limit_burst
+        if burst is None:
+            burst = self.ingest_rate_limit_burst
+        # A burst below one request's worth of a second would refuse everything.
+        return rate, max(burst, int(rate))
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (a dependency without per-request overrides)."""
+    settings: Settings = request.app.state.settings
+    return settings

@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
-from starlette.routing import Match
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clickstream_common.logs import configure_logging
-from ingest_api import metrics
+from ingest_api.collector import Collector
 from ingest_api.config import Settings, get_settings
+from ingest_api.enrichment import user_agent_info
+from ingest_api.errors import ApiError
+from ingest_api.middleware import CollectorMiddleware, RepeatFilter, install_log_record_factory
+from ingest_api.openapi import components
 from ingest_api.publisher import KafkaPublisher
-from ingest_api.routes import events, health
+from ingest_api.routes import events, health, pixel, segment, tracker
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "The write key"},
+    "basic": {"type": "http", "scheme": "basic", "description": "Write key as user name"},
+    "header": {"type": "apiKey", "in": "header", "name": "X-Write-Key"},
+    "query": {"type": "apiKey", "in": "query", "name": "write_key"},
+}
+_OPEN_PATHS = ("/v1/tracker.js", "/healthz", "/readyz")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    install_log_record_factory()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        user_agent_info("Mozilla/5.0")  # the parser compiles its rules on first use
         publisher = KafkaPublisher(
-            settings.kafka_bootstrap_servers, settings.ingest_publish_timeout_seconds
+            settings.kafka_bootstrap_servers,
+            settings.ingest_publish_timeout_seconds,
+            linger_ms=settings.ingest_kafka_linger_ms,
         )
         await publisher.start()
-        metrics.READY.set(1 if publisher.ready else 0)
         app.state.publisher = publisher
+        app.state.collector = Collector(settings, publisher)
         try:
             yield
         finally:
@@ -34,30 +53,53 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="clickstream ingest API",
-        version="0.1.0",
-        description="Collects behavioural events and publishes them to Kafka.",
+        version="0.2.0",
+        description="Collects behavioural events and publishes them to Kafka. Every event "
+        "answered with 2xx is in Kafka. Native API, Segment HTTP Tracking API, pixel and "
+        "browser tracker.",
         lifespan=lifespan,
     )
-    app.dependency_overrides[get_settings] = lambda: settings
-    app.include_router(events.router)
-    app.include_router(health.router)
+    app.state.settings = settings
+    for module in (events, segment, pixel, tracker, health):
+        app.include_router(module.router)
+    app.add_middleware(CollectorMiddleware, settings=settings)
 
-    @app.middleware("http")
-    async def record_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        begin = time.perf_counter()
-        response = await call_next(request)
-        route = "unmatched"
-        for candidate in app.router.routes:
-            match, _ = candidate.matches(request.scope)
-            if match is Match.FULL:
-                route = getattr(candidate, "path", "unmatched")
-                break
-        metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        metrics.HTTP_SECONDS.labels(route).observe(time.perf_counter() - begin)
-        return response
+    async def http_error(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, StarletteHTTPException):  # registered for that class only
+            raise exc
+        if isinstance(exc, ApiError):
+            body = exc.body()
+        else:
+            message = str(exc.detail)
+            body = {"code": f"http_{exc.status_code}", "message": message, "detail": message}
+        return Response(
+            orjson.dumps(body),
+            status_code=exc.status_code,
+            headers=exc.headers,
+            media_type="application/json",
+        )
 
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in components().items():
+            schemas.setdefault(name, schema)
+        document["components"]["securitySchemes"] = SECURITY_SCHEMES
+        alternatives: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+        for path, operations in document["paths"].items():
+            if path.startswith("/v1/") and path not in _OPEN_PATHS:
+                for operation in operations.values():
+                    operation["security"] = alternatives
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -66,10 +108,17 @@ def run() -> None:
 
     settings = get_settings()
     configure_logging("ingest-api", settings.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
     uvicorn.run(
         create_app(settings),
         host=settings.ingest_host,
         port=settings.ingest_port,
         log_config=None,
         access_log=False,
+        loop="uvloop",
+        http="httptools",
+        # Client addresses are resolved by the app (INGEST_TRUSTED_PROXIES), not by uvicorn,
+        # which would otherwise believe X-Forwarded-For from 127.0.0.1.
+        proxy_headers=False,
     )

@@ -1,0 +1,32 @@
+"""The HTTP ceiling: the same server stack (uvicorn, uvloop, httptools, FastAPI) with an
+endpoint that only reads and parses the body and answers 202."""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+app = FastAPI()
+
+
+@app.post("/v1/events")
+async def events(request: Request) -> Response:
+    document = orjson.loads(await request.body())
+    count = len(document["events"]) if "events" in document else 1
+    return Response(orjson.dumps({"accepted": count, "rejected": []}), status_code=202)
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["INGEST_PORT"]),
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        proxy_headers=False,
+    )

@@ -1,0 +1,255 @@
+"""ingest-api benchmark: the collector beside its two ceilings, in one run, on one machine.
+
+    uv run python bench/ingest/run.py [--duration 10] [--json results.json]
+
+Starts a Kafka broker of its own, then measures, for batches of 50 events and for
+single-event requests:
+  - collector: `python -m ingest_api` (uvicorn process), real broker, acks=all;
+  - bare:      the same server stack with an endpoint that parses the body and answers 202
+               (the HTTP ceiling);
+  - raw:       an aiokafka producer with the collector's settings sending the same events,
+               the same number of batches in flight (the Kafka ceiling).
+Peak throughput comes from a closed loop; latency at 80% of the collector's peak from an open
+loop at a fixed rate. The load generator and the raw producer are processes of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from clickstream_local.config import free_ports
+from clickstream_simulator.generator import ClickstreamGenerator
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from broker import kafka_broker  # noqa: E402
+
+WRITE_KEY = "bench-key"
+# Requests in flight per scenario (HTTP connections = raw producer batches in flight).
+SHAPES = {"batch50": (50, 8), "single": (1, 32)}
+
+
+def make_bodies(events_per_request: int, requests: int, seed: int) -> tuple[list[str], list[Any]]:
+    now = datetime.now(UTC)
+    events = ClickstreamGenerator(seed=seed).events_between(
+        now, now + timedelta(hours=1), events_per_request * requests
+    )
+    batches = [
+        events[i : i + events_per_request] for i in range(0, len(events), events_per_request)
+    ]
+    sent_at = now.isoformat()
+    bodies = [orjson.dumps({"sent_at": sent_at, "events": b}).decode() for b in batches]
+    return bodies, batches
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def summary(result: dict[str, Any], events_per_request: int) -> dict[str, float]:
+    latencies = result["latencies"]
+    requests = result["requests"]
+    events = result.get("events", requests * events_per_request)
+    return {
+        "requests_per_s": requests / result["seconds"],
+        "events_per_s": events / result["seconds"],
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "non_2xx": sum(n for s, n in result.get("statuses", {}).items() if not 200 <= int(s) < 300),
+    }
+
+
+def start_server(
+    command: list[str], env: dict[str, str], port: int, log: Path
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command} exited: {log.read_text()[-2000:]}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{command} did not start")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def load(
+    port: int,
+    bodies: Path,
+    out: Path,
+    connections: int,
+    duration: float,
+    rate: float = 0.0,
+    write_key: str = "",
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(HERE / "loadgen.py"),
+        "--port",
+        str(port),
+        "--bodies",
+        str(bodies),
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+        "--out",
+        str(out),
+    ]
+    if rate:
+        command += ["--rate", str(rate)]
+    if write_key:
+        command += ["--write-key", write_key]
+    subprocess.run(command, check=True)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--json", type=Path, help="write every figure here too")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with kafka_broker() as bootstrap:
+        collector_port, bare_port = free_ports(2)
+        base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        collector = start_server(
+            [sys.executable, "-m", "ingest_api"],
+            base_env
+            | {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "INGEST_HOST": "127.0.0.1",
+                "INGEST_PORT": str(collector_port),
+                "INGEST_WRITE_KEYS": json.dumps({WRITE_KEY: "bench"}),
+            },
+            collector_port,
+            work / "collector.log",
+        )
+        bare = start_server(
+            [sys.executable, str(HERE / "bare_app.py")],
+            base_env | {"INGEST_PORT": str(bare_port)},
+            bare_port,
+            work / "bare.log",
+        )
+        try:
+            for shape, (per_request, inflight) in SHAPES.items():
+                bodies, batches = make_bodies(per_request, 2000 if per_request == 1 else 400, 7)
+                bodies_file, events_file = work / f"{shape}.json", work / f"{shape}-events.json"
+                bodies_file.write_text(json.dumps(bodies))
+                events_file.write_text(json.dumps(batches))
+                figures: dict[str, dict[str, float]] = {}
+                out = work / "out.json"
+                figures["bare"] = summary(
+                    load(bare_port, bodies_file, out, inflight, args.duration), per_request
+                )
+                peak = load(
+                    collector_port, bodies_file, out, inflight, args.duration, write_key=WRITE_KEY
+                )
+                figures["collector"] = summary(peak, per_request)
+                rate = 0.8 * figures["collector"]["requests_per_s"]
+                figures["collector_at_80pct"] = summary(
+                    load(
+                        collector_port,
+                        bodies_file,
+                        out,
+                        inflight * 4,
+                        args.duration,
+                        rate,
+                        WRITE_KEY,
+                    ),
+                    per_request,
+                )
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(HERE / "raw_producer.py"),
+                        "--bootstrap",
+                        bootstrap,
+                        "--events",
+                        str(events_file),
+                        "--concurrency",
+                        str(inflight),
+                        "--duration",
+                        str(args.duration),
+                        "--out",
+                        str(out),
+                    ],
+                    check=True,
+                )
+                figures["raw_producer"] = summary(json.loads(out.read_text()), per_request)
+                results[shape] = figures
+                print(f"{shape}: {json.dumps(figures, indent=1)}", flush=True)
+        finally:
+            stop(collector)
+            stop(bare)
+    report(results, args.duration)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def report(results: dict[str, dict[str, dict[str, float]]], duration: float) -> None:
+    print(
+        f"\n| scenario | events/s | requests/s | p50 ms | p99 ms | non-2xx |  ({duration:g} s each)"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for shape, figures in results.items():
+        for name, f in figures.items():
+            print(
+                f"| {shape} {name} | {f['events_per_s']:,.0f} | {f['requests_per_s']:,.0f} | "
+                f"{f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {f['non_2xx']:.0f} |"
+            )
+    batch, single = results["batch50"], results["single"]
+    checks = [
+        (
+            "batched events/s vs raw producer (target >= 50%)",
+            batch["collector"]["events_per_s"] / batch["raw_producer"]["events_per_s"],
+            0.5,
+        ),
+        (
+            "single-event requests/s vs bare endpoint (target >= 60%)",
+            single["collector"]["requests_per_s"] / single["bare"]["requests_per_s"],
+            0.6,
+        ),
+    ]
+    print()
+    for label, ratio, target in checks:
+        print(f"- {label}: {ratio:.0%} {'ok' if ratio >= target else 'BELOW TARGET'}")
+    for shape in ("batch50", "single"):
+        p99 = results[shape]["collector_at_80pct"]["p99_ms"]
+        print(
+            f"- {shape} p99 at 80% of peak (target < 50 ms): {p99:.1f} ms "
+            f"{'ok' if p99 < 50 else 'ABOVE TARGET'}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Request and response bodies as the OpenAPI document describes them.
+
+The collecting routes read their bodies themselves (per-event validation, text/plain
+beacons, gzip), so their request schemas are declared here and added to the components.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from clickstream_common.schema import Event
+from ingest_api.segment import SegmentBatch, SegmentMessage
+
+REF = "#/components/schemas/{model}"
+
+
+class EventBatch(BaseModel):
+    """A batch of events; a single event object is accepted as the whole body too."""
+
+    sent_at: datetime | None = Field(
+        default=None, description="RFC 3339 device time of sending; corrects clock skew."
+    )
+    events: list[Event] = Field(min_length=1, max_length=500)
+
+
+class Rejection(BaseModel):
+    index: int = Field(description="Position of the event in the request.")
+    code: str = Field(description="invalid, not_an_object, event_too_large, ...")
+    reason: str
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    rejected: list[Rejection]
+
+
+class SegmentResult(BatchResult):
+    success: bool
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Machine-readable reason, e.g. request_too_large.")
+    message: str
+    detail: str
+
+
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def components() -> dict[str, Any]:
+    _, schema = models_json_schema(
+        [(m, "validation") for m in (EventBatch, Event, SegmentBatch, SegmentMessage, ErrorBody)],
+        ref_template=REF,
+    )
+    defs: dict[str, Any] = schema.get("$defs", {})
+    # What the model's validator adds to the field types: a non-blank user or anonymous id.
+    event = defs["Event"]
+    event["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+        for name in ("user_id", "anonymous_id")
+    ]
+    return defs
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI requestBody accepted as application/json or text/plain (sendBeacon)."""
+    content = {kind: {"schema": schema} for kind in ("application/json", "text/plain")}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def error(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ErrorBody}
+
+
+RATE_LIMITED = error("Over the write key's rate limit; retry after Retry-After seconds")
+UNAVAILABLE = error("Kafka did not acknowledge in time; nothing stored; retry after Retry-After")
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: error("Missing or unknown write key"),
+    403: error("The request's Origin is not allowed for this write key"),
+    413: error("Over a size limit, named in the answer"),
+    415: error("Unsupported media type or content encoding"),
+    429: RATE_LIMITED,
+    503: UNAVAILABLE,
+}

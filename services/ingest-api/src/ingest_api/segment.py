@@ -1,0 +1,264 @@
+"""Segment HTTP Tracking API messages mapped onto native events (pure functions).
+
+Existing Segment and RudderStack SDKs send `track`, `page`, `screen`, `identify`, `group`
+and `alias` messages; each becomes one native event. The Segment e-commerce spec's names map
+onto our event types; any other name is kept as a custom snake_case event, and the original
+name stays in `properties.segment_event`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest_api.errors import ApiError
+from ingest_api.intake import Candidate, parse_datetime
+
+SEGMENT_EVENT_TYPES: dict[str, str] = {
+    "product viewed": "product_view",
+    "product added": "add_to_cart",
+    "product removed": "remove_from_cart",
+    "checkout started": "checkout",
+    "order completed": "purchase",
+    "products searched": "search",
+}
+CALL_TYPES = ("track", "page", "screen", "identify", "group", "alias")
+_CALL_EVENT_TYPES = {
+    "page": "page_view",
+    "screen": "screen_view",
+    "identify": "identify",
+    "group": "group",
+    "alias": "alias",
+}
+_NOT_SNAKE = re.compile(r"[^a-z0-9]+")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+
+
+class MappingError(ValueError):
+    """A Segment message that cannot become an event; the reason goes to the client."""
+
+
+def snake_case(name: str) -> str:
+    """`"Signed Up"` -> `signed_up`: a custom event type the schema accepts."""
+    text = _NOT_SNAKE.sub("_", name.lower()).strip("_")
+    if not text:
+        raise MappingError(f"event name {name!r} has no letters or digits to name an event type")
+    if not text[0].isalpha():
+        text = f"event_{text}"
+    return text[:64].rstrip("_")
+
+
+def event_type_of(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise MappingError("track call without an event name (`event`)")
+    return SEGMENT_EVENT_TYPES.get(name.strip().lower()) or snake_case(name)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _identifier(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str | int) and str(value).strip():
+        return str(value).strip()[:256]
+    return None
+
+
+def _text(value: Any, limit: int = 256) -> str | None:
+    return value[:limit] if isinstance(value, str) and value.strip() else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def native_context(context: dict[str, Any]) -> dict[str, Any] | None:
+    """Segment's `context` object in the shape of the native EventContext."""
+    screen, app = _dict(context.get("screen")), _dict(context.get("app"))
+    device, os = _dict(context.get("device")), _dict(context.get("os"))
+    mapped = {
+        "user_agent": _text(context.get("userAgent"), 1024),
+        "locale": _text(context.get("locale")),
+        "timezone": _text(context.get("timezone")),
+        "screen_width": screen.get("width") if isinstance(screen.get("width"), int) else None,
+        "screen_height": screen.get("height") if isinstance(screen.get("height"), int) else None,
+        "app_name": _text(app.get("name")),
+        "app_version": _identifier(app.get("version")),
+        "device_manufacturer": _text(device.get("manufacturer")),
+        "device_model": _text(device.get("model")),
+        "os_name": _text(os.get("name")),
+        "os_version": _identifier(os.get("version")),
+    }
+    present = {k: v for k, v in mapped.items() if v is not None}
+    return present or None
+
+
+def _lift_commerce(event: dict[str, Any], props: dict[str, Any]) -> None:
+    # Only well-typed values are lifted into typed fields; everything stays in properties.
+    product = _identifier(props.get("product_id")) or _identifier(props.get("sku"))
+    if product:
+        event["product_id"] = product
+    price = _number(props.get("price"))
+    if price is not None and 0 <= price <= 1e12:
+        event["price"] = price
+    quantity = props.get("quantity")
+    if isinstance(quantity, int) and not isinstance(quantity, bool) and 0 <= quantity <= 10**6:
+        event["quantity"] = quantity
+    revenue = _number(props.get("revenue"))
+    if revenue is None:
+        revenue = _number(props.get("total"))
+    if revenue is not None and abs(revenue) <= 1e12:
+        event["revenue"] = revenue
+    currency = props.get("currency")
+    if isinstance(currency, str) and _CURRENCY.match(currency):
+        event["currency"] = currency.upper()
+    query = _text(props.get("query"), 1024)
+    if query:
+        event["search_query"] = query
+
+
+def lenient_datetime(value: Any) -> datetime | None:
+    """Segment's sentAt only corrects clocks: one that cannot be read is left out."""
+    try:
+        return parse_datetime(value, "sentAt")
+    except ApiError:
+        return None
+
+
+def to_event(
+    message: dict[str, Any], call: str, received_at: datetime, batch_sent_at: datetime | None
+) -> tuple[dict[str, Any], datetime | None]:
+    """One Segment message -> (native event, the sent_at to correct its clock with)."""
+    if call not in CALL_TYPES:
+        raise MappingError(f"unsupported Segment call type {call!r}; one of {CALL_TYPES}")
+    props = _dict(message.get("properties"))
+    context = _dict(message.get("context"))
+    page = _dict(context.get("page"))
+    event: dict[str, Any] = {}
+    message_id = _identifier(message.get("messageId"))
+    if message_id:
+        event["event_id"] = message_id[:128]
+    for ours, theirs in (("user_id", "userId"), ("anonymous_id", "anonymousId")):
+        value = _identifier(message.get(theirs))
+        if value:
+            event[ours] = value
+    session = _identifier(context.get("sessionId")) or _identifier(props.get("session_id"))
+    if session:
+        event["session_id"] = session
+
+    # The device's own clock: originalTimestamp, else timestamp; corrected by sentAt.
+    sent_at = lenient_datetime(message.get("sentAt")) or batch_sent_at
+    device_time = message.get("originalTimestamp") or message.get("timestamp")
+    if device_time is None:
+        # No client time at all: the receive time needs no correction.
+        event["timestamp"] = received_at.isoformat()
+        sent_at = None
+    else:
+        event["timestamp"] = device_time
+
+    properties: dict[str, Any] = dict(props)
+    if call == "track":
+        name = message.get("event")
+        event["event_type"] = event_type_of(name)
+        properties.setdefault("segment_event", name)
+        _lift_commerce(event, props)
+    else:
+        event["event_type"] = _CALL_EVENT_TYPES[call]
+        if call in ("page", "screen"):
+            for key in ("name", "category"):
+                if isinstance(message.get(key), str):
+                    properties.setdefault(key, message[key])
+        elif call == "identify":
+            properties = {"traits": _dict(message.get("traits"))}
+        elif call == "group":
+            properties = {
+                "group_id": message.get("groupId"),
+                "traits": _dict(message.get("traits")),
+            }
+        elif call == "alias":
+            properties = {"previous_id": message.get("previousId")}
+    if call in ("page", "track"):
+        url = _text(props.get("url"), 2048) or _text(page.get("url"), 2048)
+        referrer = _text(props.get("referrer"), 2048) or _text(page.get("referrer"), 2048)
+        if url:
+            event["page_url"] = url
+        if referrer:
+            event["referrer"] = referrer
+    if properties:
+        event["properties"] = properties
+    native = native_context(context)
+    if native:
+        event["context"] = native
+    return event, sent_at
+
+
+def candidates(
+    messages: list[Any],
+    route_call: str | None,
+    received_at: datetime,
+    batch_sent_at: datetime | None,
+    batch_context: dict[str, Any],
+) -> list[Candidate]:
+    """Each message of a request, mapped; a message that cannot be mapped carries its reason.
+
+    `route_call` is the call type of a single-call route (`/v1/track` ...); in a batch each
+    message names its own `type`. Batch-level `context` applies to every message.
+    """
+    result: list[Candidate] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            result.append(
+                Candidate(message, None, None, ("not_an_object", "message must be an object"))
+            )
+            continue
+        call = route_call or message.get("type")
+        merged = message
+        if batch_context:
+            merged = {**message, "context": {**batch_context, **_dict(message.get("context"))}}
+        try:
+            event, sent_at = to_event(merged, str(call), received_at, batch_sent_at)
+        except MappingError as exc:
+            result.append(Candidate(message, None, None, ("invalid", str(exc))))
+            continue
+        result.append(Candidate(message, event, sent_at))
+    return result
+
+
+# --- OpenAPI descriptions of the request bodies (validation is per message, above) ----------
+
+
+class SegmentMessage(BaseModel):
+    """One Segment call; unknown fields are kept out of the event, never an error."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = Field(default=None, description="track, page, screen, identify, ...")
+    messageId: str | None = Field(default=None, description="Becomes event_id.")
+    userId: str | None = None
+    anonymousId: str | None = None
+    event: str | None = Field(default=None, description="Track calls: the event name.")
+    name: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    timestamp: str | None = None
+    originalTimestamp: str | None = None
+    sentAt: str | None = None
+    groupId: str | None = None
+    previousId: str | None = None
+
+
+class SegmentBatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    batch: list[SegmentMessage] = Field(min_length=1, max_length=500)
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    writeKey: str | None = Field(default=None, description="Accepted when no header names one.")

@@ -1,0 +1,216 @@
+"""tracker.js in headless Chromium: a page view and a click, sent on page hide (acceptance 3)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import wait_for
+from tests.ingest.cdp import Chromium, chromium_path
+from tests.ingest.conftest import Collector
+
+pytestmark = [
+    pytest.mark.platform,
+    pytest.mark.skipif(
+        chromium_path() is None, reason="chromium missing: run local/bootstrap.d/ingest-api.sh"
+    ),
+]
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Shoe shop</title>
+<script>
+  // Test instrumentation: count how the tracker sends (kept in the origin's storage).
+  function countCall(name) {{
+    localStorage.setItem(name, String(Number(localStorage.getItem(name) || 0) + 1));
+  }}
+  const beacon = navigator.sendBeacon.bind(navigator);
+  navigator.sendBeacon = (url, data) => {{ countCall("test_beacons"); return beacon(url, data); }};
+  const fetcher = window.fetch.bind(window);
+  window.fetch = (url, init) => {{ countCall("test_fetches"); return fetcher(url, init); }};
+</script>
+<script async src="{collector}/v1/tracker.js" data-write-key="{key}"
+        data-flush-interval="{flush}" data-batch-size="{batch}"></script>
+</head><body>
+<h1>Red shoes</h1>
+<button id="buy" style="width:200px;height:80px"
+  onclick="clickstream.track('click', {{element: 'buy', product_id: 'shoe-1'}})">Buy</button>
+</body></html>
+"""
+
+
+# The tracker keeps its pending events under cs_q.<page id> in localStorage.
+QUEUED_CLICK = """Object.keys(localStorage).filter(k => k.startsWith('cs_q.')).some(
+  k => JSON.parse(localStorage.getItem(k)).events.some(e => e.event_type === 'click'))"""
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def shop_site(collector: Collector, tmp_path: Path) -> Iterator[str]:
+    """A static page on its own localhost origin that loads the collector's tracker."""
+    (tmp_path / "shoes.html").write_text(
+        PAGE.format(collector=collector.url, key="it-open", flush=0, batch=20)
+    )
+    # Sends while open, in small batches, with a key limited to 2 events/s.
+    (tmp_path / "busy.html").write_text(
+        PAGE.format(collector=collector.url, key="it-retry", flush=100, batch=3)
+    )
+    (tmp_path / "probe.html").write_text("<!doctype html><title>probe</title>")
+    handler = functools.partial(QuietHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
+    collector: Collector, shop_site: str
+) -> None:
+    url = f"{shop_site}/shoes.html?utm_source=browser-test"
+    with Chromium() as browser:
+        page = browser.page()
+        page.send("Page.enable")
+        page.send("Page.navigate", url=url)
+        wait_for(
+            lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
+            timeout=30,
+            interval=0.2,
+            what="tracker.js to load",
+        )
+        anonymous_id = page.evaluate("clickstream.anonymousId()")
+        session_id = page.evaluate("clickstream.sessionId()")
+        page.click("#buy")
+        wait_for(
+            lambda: page.evaluate(QUEUED_CLICK),
+            timeout=10,
+            interval=0.2,
+            what="the click to be queued",
+        )
+        page.pump(1.0)
+        # Held in the page (flush interval 0, batch not full) until the page is hidden.
+        assert collector.events_with(anonymous_id=anonymous_id) == []
+
+        # Leaving the page hides it: the tracker hands its queue to sendBeacon.
+        page.send("Page.navigate", url="about:blank")
+        arrived = wait_for(
+            lambda: (
+                (found := collector.events_with(anonymous_id=anonymous_id))
+                and len(found) >= 2
+                and found
+            ),
+            timeout=30,
+            interval=0.5,
+            what="the page view and the click in Kafka",
+        )
+
+        # A second visit (same origin, same storage) is a barrier: anything the first page
+        # might still send twice would be sent before this page's own beacon.
+        page.send("Page.navigate", url=url)
+        wait_for(
+            lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
+            timeout=30,
+            interval=0.2,
+            what="tracker.js to load again",
+        )
+        assert page.evaluate("clickstream.anonymousId()") == anonymous_id
+        assert page.evaluate("clickstream.sessionId()") == session_id  # within 30 minutes
+        page.send("Page.navigate", url="about:blank")
+        everything = wait_for(
+            lambda: (
+                (found := collector.events_with(anonymous_id=anonymous_id))
+                and len(found) >= 3
+                and found
+            ),
+            timeout=30,
+            interval=0.5,
+            what="the second page view",
+        )
+        # A page of the same origin without the tracker reads the instrumentation's counts.
+        page.send("Page.navigate", url=f"{shop_site}/probe.html")
+        wait_for(
+            lambda: page.evaluate("document.title") == "probe",
+            timeout=30,
+            interval=0.2,
+            what="the probe page",
+        )
+        beacons = page.evaluate("Number(localStorage.getItem('test_beacons') || 0)")
+        fetches = page.evaluate("Number(localStorage.getItem('test_fetches') || 0)")
+        leftovers = page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('cs_q.'))")
+
+    first_visit = [e for e in everything if e["event_id"] in {a["event_id"] for a in arrived}]
+    counts = Counter(e["event_type"] for e in everything)
+    assert counts == {"page_view": 2, "click": 1}, everything
+    assert Counter(e["event_id"] for e in everything).most_common(1)[0][1] == 1
+    assert sorted(e["event_type"] for e in first_visit) == ["click", "page_view"]
+    view = next(e for e in first_visit if e["event_type"] == "page_view")
+    click = next(e for e in first_visit if e["event_type"] == "click")
+    assert view["page_url"] == url
+    assert view["properties"] == {"title": "Shoe shop"}
+    assert view["campaign"] == {"source": "browser-test"}
+    assert click["properties"] == {"element": "buy"}
+    assert click["product_id"] == "shoe-1"
+    assert view["session_id"] == click["session_id"] == session_id
+    assert view["source"] == "it-web"
+    assert view["sent_at"] and view["context"]["user_agent"]
+    assert view["user_agent_info"]["is_bot"] is True  # HeadlessChrome says so itself
+    # One beacon per visit, no fetch, and nothing left queued in the browser.
+    assert (beacons, fetches, leftovers) == (2, 0, [])
+
+
+def test_refused_batches_are_retried_with_backoff_and_stored_once(
+    collector: Collector, shop_site: str
+) -> None:
+    clicks = 9
+    with Chromium() as browser:
+        page = browser.page()
+        page.send("Page.navigate", url=f"{shop_site}/busy.html")
+        wait_for(
+            lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
+            timeout=30,
+            interval=0.2,
+            what="tracker.js to load",
+        )
+        anonymous_id = page.evaluate("clickstream.anonymousId()")
+        for _ in range(clicks):
+            page.click("#buy")
+        # 10 events at 2 events/s with a burst of 4: some batches get 429 and come back later.
+        everything = wait_for(
+            lambda: (
+                (found := collector.events_with(anonymous_id=anonymous_id))
+                and len(found) >= clicks + 1
+                and found
+            ),
+            timeout=90,
+            interval=0.5,
+            what="every event despite the rate limit",
+        )
+        wait_for(
+            lambda: page.evaluate(
+                "Object.keys(localStorage).filter(k => k.startsWith('cs_q.')).length === 0"
+            ),
+            timeout=30,
+            interval=0.2,
+            what="the queue to empty",
+        )
+        fetches = page.evaluate("Number(localStorage.getItem('test_fetches') || 0)")
+    assert Counter(e["event_type"] for e in everything) == {"page_view": 1, "click": clicks}
+    assert len({e["event_id"] for e in everything}) == len(everything) == clicks + 1
+    assert all(e["source"] == "it-retry" for e in everything)
+    # More requests than batches: the refused ones were sent again.
+    assert fetches > (clicks + 1 + 2) // 3
+    metrics = httpx.get(f"{collector.url}/metrics").text
+    assert 'ingest_http_requests_total{method="POST",route="/v1/events",status="429"}' in metrics
