@@ -11,12 +11,18 @@ class Settings(CommonSettings, S3Settings):
     processor_checkpoint_location: str = "/tmp/clickstream/checkpoints"  # noqa: S108
     processor_watermark_delay: str = "2 minutes"
     processor_trigger_interval: str = "5 seconds"
+    # Sessions close only after the gap; a longer trigger costs no freshness there.
+    processor_sessions_trigger_interval: str = "30 seconds"
+    processor_session_gap: str = "30 minutes"
+    processor_exclude_bots: bool = True
     processor_metrics_host: str = "0.0.0.0"  # noqa: S104  # scraped from other pods
     processor_metrics_port: int = 9091
     processor_starting_offsets: str = "earliest"
     processor_max_offsets_per_trigger: int = 200_000
     processor_shuffle_partitions: int = 4
-    processor_driver_memory: str = "1g"
+    processor_driver_memory: str = "2g"
+    # Spark's web UI also serves its Prometheus endpoints (/metrics/prometheus, executors).
+    processor_spark_ui_port: int = 4040
     # Spark on Kubernetes (client mode: this process is the driver, executors are pods).
     processor_k8s_namespace: str = "default"
     processor_executor_instances: int = 2
@@ -27,3 +33,6 @@ class Settings(CommonSettings, S3Settings):
     processor_driver_host: str = ""
     processor_driver_port: int = 7078
     processor_block_manager_port: int = 7079
+    # The driver's own pod: executors get it as owner and go when it goes.
+    processor_driver_pod_name: str = ""
+    processor_executor_pod_template: str = ""

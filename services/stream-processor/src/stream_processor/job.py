@@ -1,4 +1,15 @@
-"""The streaming job: Kafka -> raw zone, and Kafka -> parsed events -> windowed aggregates."""
+"""The streaming job: three queries over the events topic.
+
+* `lake` (stateless): every record to the raw zone; one JSON read per record; valid events to
+  the `events` data set, rejected records to errors/.
+* `windows` (stateful, update mode): dedup within the watermark, then one aggregation that
+  feeds event_counts_minute, active_users_5m, page_views_minute and product_stats_minute.
+* `sessions` (stateful, append mode): session windows per user, emitted once closed.
+
+Each query's checkpoint holds its Kafka offsets (and state); every object a micro-batch
+writes is named after the batch id and each data set's commit marker comes last, so a batch
+that runs again after a crash rewrites the same objects with the same content.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +17,25 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import FrameType
 
 import boto3
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
-from clickstream_common.tables import EVENT_COUNTS_MINUTE
-from stream_processor import transforms
+from clickstream_common.tables import EVENTS, SESSIONS
+from stream_processor import metrics, transforms
 from stream_processor.config import Settings
-from stream_processor.metrics import PrometheusListener
 from stream_processor.session import build_session
-from stream_processor.sinks import LakeWriter
+from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
 
 log = logging.getLogger(__name__)
+
+LAKE, WINDOWS, SESSIONS_QUERY = "lake", "windows", "sessions"
 
 
 def s3_client(settings: Settings) -> object:
@@ -47,52 +61,123 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
+def _freshness(query: str, newest: datetime | None) -> None:
+    if newest is not None:
+        metrics.FRESHNESS.labels(query).observe((datetime.now(UTC) - newest).total_seconds())
+
+
+class BatchWriters:
+    """The foreachBatch functions: DataFrames in, lake objects and commit markers out."""
+
+    def __init__(self, writer: LakeWriter) -> None:
+        self.writer = writer
+
+    def lake(self, records: DataFrame, batch_id: int) -> None:
+        # One Spark job: the records are read from Kafka and parsed once, then split here.
+        table = transforms.lake_batch(records).toArrow()
+        self.writer.write_raw(table.select(["kafka_timestamp", "value"]), batch_id)
+        rejected = pc.is_valid(table["error_reason"])
+        errors = table.filter(rejected)
+        if errors.num_rows:
+            errors = errors.rename_columns(
+                ["reason" if n == "error_reason" else n for n in errors.column_names]
+            ).select(list(transforms.ERROR_COLUMNS))
+            self.writer.write_errors(errors, batch_id)
+            counts = errors.group_by("reason").aggregate([("reason", "count")])
+            for row in counts.to_pylist():
+                metrics.ERROR_RECORDS.labels(row["reason"]).inc(row["reason_count"])
+        valid = first_per_key(table.filter(pc.invert(rejected)), "event_id")
+        rows = table_for(EVENTS, valid, batch_id)
+        newest = max_timestamp(rows, "received_at")
+        self.writer.write_table(EVENTS.name, rows, batch_id, EVENTS.time_column, newest)
+        _freshness(LAKE, newest)
+
+    def windows(self, aggregates: DataFrame, batch_id: int) -> None:
+        # One collect of the update-mode output (the state is touched once), split here.
+        table = transforms.window_rows(aggregates).toArrow()
+        if table.num_rows == 0:
+            return
+        newest = max_timestamp(table, "max_received_at")
+        for spec in transforms.WINDOW_DATASETS:
+            rows = table_for(spec, table.filter(pc.equal(table["dataset"], spec.name)), batch_id)
+            self.writer.write_table(spec.name, rows, batch_id, spec.time_column, newest)
+        _freshness(WINDOWS, newest)
+
+    def sessions(self, closed: DataFrame, batch_id: int) -> None:
+        table = closed.toArrow()
+        if table.num_rows == 0:
+            return
+        newest = max_timestamp(table, "max_received_at")
+        rows = table_for(SESSIONS, table, batch_id)
+        # No freshness sample: a session is written by design only a gap after its end.
+        self.writer.write_table(SESSIONS.name, rows, batch_id, SESSIONS.time_column, newest)
+
+
 def start_queries(
     spark: SparkSession, settings: Settings, writer: LakeWriter
 ) -> list[StreamingQuery]:
     checkpoints = settings.processor_checkpoint_location.rstrip("/")
     trigger = settings.processor_trigger_interval
+    batches = BatchWriters(writer)
+    context = spark.sparkContext
 
-    def raw_batch(df: DataFrame, batch_id: int) -> None:
-        writer.write_raw(df, batch_id)
+    def start(
+        name: str, frame: DataFrame, mode: str, interval: str, fn: Callable[..., None]
+    ) -> StreamingQuery:
+        # Each query's jobs go to a fair-scheduler pool of its own (inherited by its thread).
+        context.setLocalProperty("spark.scheduler.pool", name)
+        try:
+            return (
+                frame.writeStream.queryName(name)
+                .outputMode(mode)
+                .option("checkpointLocation", f"{checkpoints}/{name}")
+                .trigger(processingTime=interval)
+                .foreachBatch(fn)
+                .start()
+            )
+        finally:
+            context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
-    raw = (
-        transforms.raw_zone(kafka_stream(spark, settings))
-        .writeStream.queryName("raw_zone")
-        .option("checkpointLocation", f"{checkpoints}/raw_zone")
-        .trigger(processingTime=trigger)
-        .foreachBatch(raw_batch)
-        .start()
+    deduplicated = transforms.without_bots(
+        transforms.deduplicate(
+            transforms.aggregate_input(kafka_stream(spark, settings)),
+            settings.processor_watermark_delay,
+        ),
+        settings.processor_exclude_bots,
     )
-
-    def counts_batch(df: DataFrame, batch_id: int) -> None:
-        writer.write_processed(
-            EVENT_COUNTS_MINUTE.name,
-            transforms.with_batch_id(df, batch_id),
-            batch_id,
-            "window_start",
-        )
-
-    events = transforms.parse_events(kafka_stream(spark, settings)).where("is_valid")
-    counts = (
-        transforms.event_counts_minute(
-            events.withWatermark("event_time", settings.processor_watermark_delay)
-        )
-        .writeStream.queryName(EVENT_COUNTS_MINUTE.name)
-        .outputMode("update")
-        .option("checkpointLocation", f"{checkpoints}/{EVENT_COUNTS_MINUTE.name}")
-        .trigger(processingTime=trigger)
-        .foreachBatch(counts_batch)
-        .start()
+    sessions_input = transforms.without_bots(
+        transforms.deduplicate(
+            transforms.aggregate_input(kafka_stream(spark, settings)),
+            settings.processor_watermark_delay,
+        ),
+        settings.processor_exclude_bots,
     )
-    return [raw, counts]
+    return [
+        start(LAKE, kafka_stream(spark, settings), "append", trigger, batches.lake),
+        start(
+            WINDOWS,
+            transforms.window_aggregates(deduplicated),
+            "update",
+            trigger,
+            batches.windows,
+        ),
+        start(
+            SESSIONS_QUERY,
+            transforms.sessions(sessions_input, settings.processor_session_gap),
+            "append",
+            settings.processor_sessions_trigger_interval,
+            batches.sessions,
+        ),
+    ]
 
 
 def run() -> None:
     settings = Settings()
     configure_logging("stream-processor", settings.log_level)
+    # py4j logs every callback connection at INFO.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = build_session(settings)
-    spark.streams.addListener(PrometheusListener())
+    spark.streams.addListener(metrics.PrometheusListener())
     writer = LakeWriter(s3_client(settings), settings.s3_bucket)
     queries = start_queries(spark, settings, writer)
     probe = ProbeServer(

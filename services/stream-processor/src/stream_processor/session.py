@@ -18,9 +18,27 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass": (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
+        # Changelog checkpointing uploads only the changes of a batch, not a snapshot.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # The queries take turns fairly instead of the lake's big jobs queueing the others.
+        "spark.scheduler.mode": "FAIR",
         "spark.driver.memory": settings.processor_driver_memory,
-        "spark.ui.enabled": "false",
+        # Spark's own metrics as Prometheus text, served by the UI's web server:
+        # /metrics/prometheus (driver, streaming queries) and /metrics/executors/prometheus.
+        "spark.ui.enabled": "true",
+        "spark.ui.port": str(settings.processor_spark_ui_port),
         "spark.ui.prometheus.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.metrics.conf.*.sink.prometheusServlet.class": (
+            "org.apache.spark.metrics.sink.PrometheusServlet"
+        ),
+        "spark.metrics.conf.*.sink.prometheusServlet.path": "/metrics/prometheus",
+        "spark.sql.streaming.metricsEnabled": "true",
+        # A long-running job: keep the UI's memory of finished work small.
+        "spark.ui.retainedJobs": "100",
+        "spark.ui.retainedStages": "100",
+        "spark.sql.ui.retainedExecutions": "50",
+        "spark.sql.streaming.ui.retainedQueries": "10",
         # S3A: any S3-compatible endpoint, path-style when an endpoint is given.
         "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
         "spark.hadoop.fs.s3a.fast.upload": "true",
@@ -39,6 +57,14 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         )
         conf["spark.hadoop.fs.s3a.access.key"] = settings.aws_access_key_id
         conf["spark.hadoop.fs.s3a.secret.key"] = settings.aws_secret_access_key.get_secret_value()
+    else:
+        # No static keys: a web identity token (IRSA on EKS), else the SDK's default chain.
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = ",".join(
+            (
+                "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider",
+                "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+            )
+        )
     if settings.processor_spark_master.startswith("k8s://"):
         conf.update(
             {
@@ -54,9 +80,18 @@ def spark_conf(settings: Settings) -> dict[str, str]:
                 "spark.driver.blockManager.port": str(settings.processor_block_manager_port),
             }
         )
+        # The chart owns the driver's headless Service.
+        conf["spark.kubernetes.driver.service.deleteOnTermination"] = "false"
         if settings.processor_executor_service_account:
-            conf["spark.kubernetes.authenticate.serviceAccountName"] = (
+            # In client mode Spark reads the executor key; the generic one is for the driver.
+            conf["spark.kubernetes.authenticate.executor.serviceAccountName"] = (
                 settings.processor_executor_service_account
+            )
+        if settings.processor_driver_pod_name:
+            conf["spark.kubernetes.driver.pod.name"] = settings.processor_driver_pod_name
+        if settings.processor_executor_pod_template:
+            conf["spark.kubernetes.executor.podTemplateFile"] = (
+                settings.processor_executor_pod_template
             )
     return conf
 

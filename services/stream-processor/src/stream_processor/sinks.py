@@ -1,27 +1,33 @@
 """Per-micro-batch writers for the lake. Every object name derives from the batch id, so a
-batch that Spark retries after a crash overwrites its own output instead of adding to it."""
+batch that Spark retries after a crash overwrites its own output instead of adding to it, and
+each data set's commit marker is written after all of its objects."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import io
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from clickstream_common.lake import (
     RAW_PREFIX,
     CommitMarker,
     CommittedObject,
     commit_marker_key,
+    error_object_key,
     processed_object_key,
 )
+from clickstream_common.tables import TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +51,98 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
+def first_per_key(table: pa.Table, key: str) -> pa.Table:
+    """One row per `key`: the first in table order. A batch's rows come in Kafka partition
+    and offset order, so a retried batch keeps the same rows."""
+    if table.num_rows == 0 or pc.count_distinct(table[key]).as_py() == table.num_rows:
+        return table
+    indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    first = indexed.group_by(key, use_threads=False).aggregate([("__row", "min")])
+    rows = first["__row_min"].combine_chunks()
+    return table.take(pc.take(rows, pc.array_sort_indices(rows)))
+
+
+def max_timestamp(table: pa.Table, column: str) -> datetime | None:
+    if table.num_rows == 0 or column not in table.column_names:
+        return None
+    value: datetime | None = pc.max(table[column]).as_py()
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def table_for(spec: TableSpec, table: pa.Table, batch_id: int) -> pa.Table:
+    """The batch's rows in the spec's columns, order and `batch_id` last."""
+    columns = [c for c in spec.column_names if c != "batch_id"]
+    selected = table.select(columns)
+    batch = pa.array([batch_id] * selected.num_rows, pa.int64())
+    return selected.append_column("batch_id", batch)
+
+
+def error_lines(errors: pa.Table) -> bytes:
+    """Rejected records as JSON lines: coordinates, reason and the original bytes."""
+    out = io.BytesIO()
+    for row in errors.to_pylist():
+        raw: bytes | None = row.get("value")
+        try:
+            text = raw.decode() if raw is not None else None
+        except UnicodeDecodeError:
+            text = None
+        record = {
+            "topic": row["kafka_topic"],
+            "partition": row["kafka_partition"],
+            "offset": row["kafka_offset"],
+            "kafka_timestamp": row["kafka_timestamp"],
+            "reason": row["reason"],
+            "value": text,
+            "value_base64": base64.b64encode(raw).decode() if raw is not None else None,
+        }
+        out.write(orjson.dumps(record, option=orjson.OPT_NAIVE_UTC) + b"\n")
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Written:
+    marker: CommitMarker | None
+    rows: int
+
+
+def raw_lines(values: pa.ChunkedArray) -> bytes:
+    """Original records, one per line, gzip at the fastest level (the raw zone is an archive
+    read rarely; speed matters more than the last 20% of size)."""
+    body = b"\n".join(v for v in values.to_pylist() if v is not None) + b"\n"
+    return gzip.compress(body, compresslevel=1, mtime=0)
+
+
+def raw_object_key(date: str, hour: str, batch_id: int) -> str:
+    return f"{RAW_PREFIX}/date={date}/hour={hour}/batch_id={batch_id}/part-00000.json.gz"
+
+
 class LakeWriter:
-    """Writes the raw zone through Spark (S3A) and processed data sets from the driver."""
+    """Writes the lake's objects from the driver, each batch's commit marker last."""
 
     def __init__(self, s3: Any, bucket: str) -> None:
         self.s3 = s3
         self.bucket = bucket
 
-    def write_raw(self, records: DataFrame, batch_id: int) -> None:
-        # Dynamic partition overwrite replaces only this batch's partitions on a retry.
-        (
-            records.withColumn("batch_id", F.lit(batch_id))
-            .write.mode("overwrite")
-            .option("compression", "gzip")
-            .partitionBy("date", "hour", "batch_id")
-            .text(f"s3a://{self.bucket}/{RAW_PREFIX}")
-        )
+    def write_raw(self, records: pa.Table, batch_id: int) -> list[str]:
+        """Every record's original bytes, one gzip JSON-lines object per Kafka hour."""
+        keys = []
+        for date, hour, part in partitions_of(records, "kafka_timestamp"):
+            key = raw_object_key(date, hour, batch_id)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=raw_lines(part["value"]))
+            keys.append(key)
+        return keys
 
-    def write_processed(
-        self, dataset: str, rows: DataFrame, batch_id: int, time_column: str
+    def write_table(
+        self,
+        dataset: str,
+        table: pa.Table,
+        batch_id: int,
+        time_column: str,
+        max_received_at: datetime | None = None,
     ) -> CommitMarker | None:
-        """Write a (small) aggregate batch as Parquet objects, then its commit marker last."""
-        table = rows.toArrow()
+        """Parquet objects per date/hour of `time_column`, then the commit marker last."""
         if table.num_rows == 0:
             return None
         objects = []
@@ -75,7 +151,11 @@ class LakeWriter:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=parquet_bytes(part))
             objects.append(CommittedObject(key=key, rows=part.num_rows))
         marker = CommitMarker(
-            dataset=dataset, batch_id=batch_id, objects=objects, committed_at=datetime.now(UTC)
+            dataset=dataset,
+            batch_id=batch_id,
+            objects=objects,
+            committed_at=datetime.now(UTC),
+            max_received_at=max_received_at,
         )
         self.s3.put_object(
             Bucket=self.bucket,
@@ -88,3 +168,19 @@ class LakeWriter:
             extra={"dataset": dataset, "batch_id": batch_id, "rows": table.num_rows},
         )
         return marker
+
+    def write_processed(
+        self, dataset: str, rows: DataFrame, batch_id: int, time_column: str
+    ) -> CommitMarker | None:
+        """Write a (small) batch given as a DataFrame: collected once as Arrow."""
+        return self.write_table(dataset, rows.toArrow(), batch_id, time_column)
+
+    def write_errors(self, errors: pa.Table, batch_id: int) -> list[str]:
+        """Rejected records under errors/, by the hour Kafka received them."""
+        keys = []
+        for date, hour, part in partitions_of(errors, "kafka_timestamp"):
+            key = error_object_key(date, hour, batch_id)
+            body = gzip.compress(error_lines(part), compresslevel=6, mtime=0)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+            keys.append(key)
+        return keys

@@ -1,46 +1,284 @@
-"""Pure DataFrame -> DataFrame transforms; the streaming job wires them to sources and sinks."""
+"""Pure DataFrame -> DataFrame transforms; the streaming job wires them to sources and sinks.
+
+The stages, in order:
+
+* `parse_records`: Kafka records -> the original bytes, Kafka coordinates and the JSON read
+  with the shared schema (every leaf as text, so one bad value never hides the others).
+* `clean_events`: typed, trimmed, normalised, flattened columns plus `error_reason`, which is
+  NULL for a valid event. The same rules run in every query, so a record is valid for the
+  lake exactly when it is valid for the aggregates.
+* `events` / `errors`: the two halves of a cleaned batch, in their data set's columns.
+* `deduplicate`, `window_aggregates` + `window_dataset`, `sessions`: the stateful part.
+"""
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterable
+from datetime import datetime
+from hashlib import sha256
+from typing import Any
+
+from pydantic import BaseModel
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from clickstream_common.schema import EnrichedEvent, columns_of
-from clickstream_common.tables import EVENT_COUNTS_MINUTE
-from stream_processor.spark_schema import struct_type
+from clickstream_common.schema import (
+    EVENT_TYPE_PATTERN,
+    EnrichedEvent,
+    LogicalType,
+    columns_of,
+)
+from clickstream_common.tables import (
+    ACTIVE_USERS_5M,
+    EVENT_COUNTS_MINUTE,
+    EVENT_DERIVED_COLUMNS,
+    EVENT_SOURCE_COLUMNS,
+    EVENTS,
+    PAGE_VIEWS_MINUTE,
+    PRODUCT_STATS_MINUTE,
+    TableSpec,
+)
+from stream_processor.spark_schema import parse_struct_type
 
-EVENT_SCHEMA = struct_type(columns_of(EnrichedEvent))
+EVENT_COLUMNS = columns_of(EnrichedEvent)
+
+# The fields the aggregates and the validity rules read. Every query parses at least these,
+# and validity depends on nothing else, so all queries agree on which records are events.
+CORE_FIELDS = (
+    "event_id",
+    "event_type",
+    "timestamp",
+    "event_time",
+    "received_at",
+    "source",
+    "user_id",
+    "anonymous_id",
+    "page_url",
+    "product_id",
+    "quantity",
+    "price",
+    "revenue",
+    "user_agent_info",
+)
+FULL_SCHEMA = parse_struct_type(EVENT_COLUMNS)
+CORE_SCHEMA = parse_struct_type(EVENT_COLUMNS, only=CORE_FIELDS)
+
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+ERROR_COLUMNS = (*KAFKA_COLUMNS, "reason", "value")
+
+_PROPERTY_PREFIX = "property_"
 
 
-def user_key() -> SparkColumn:
-    """The identity that counts as one user: user_id, else anonymous_id."""
-    return F.coalesce(F.col("user_id"), F.col("anonymous_id"))
+def numeric_bounds(model: type[BaseModel], name: str) -> tuple[float | None, float | None]:
+    """The ge/le limits a model declares for a numeric field (read, not copied)."""
+    low: float | None = None
+    high: float | None = None
+
+    def visit(item: Any) -> None:
+        nonlocal low, high
+        if hasattr(item, "ge") and item.ge is not None:
+            low = float(item.ge)
+        if hasattr(item, "le") and item.le is not None:
+            high = float(item.le)
+        for meta in getattr(item, "metadata", None) or ():
+            visit(meta)
+        for meta in getattr(item, "__metadata__", None) or ():
+            visit(meta)
+        for arg in typing.get_args(item):
+            visit(arg)
+
+    visit(model.model_fields[name].annotation)
+    return low, high
 
 
-def parse_events(kafka_records: DataFrame) -> DataFrame:
-    """Kafka records -> one row per record with the parsed event and a validity flag.
+# --------------------------------------------------------------------------------------------
+# Parsing and cleaning
 
-    Columns: the event fields, `raw` (original text), `kafka_timestamp`, `is_valid`.
-    """
-    raw = kafka_records.select(
-        F.col("value").cast("string").alias("raw"),
+
+def parse_records(kafka_records: DataFrame, schema: Any = FULL_SCHEMA) -> DataFrame:
+    """Kafka records -> `value` (original bytes), Kafka coordinates, `e` (the parsed JSON)."""
+    return kafka_records.select(
+        F.col("value"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
+        F.from_json(F.col("value").cast("string"), schema).alias("e"),
     )
-    parsed = raw.select(
-        "raw", "kafka_timestamp", F.from_json("raw", EVENT_SCHEMA).alias("event")
-    ).select("raw", "kafka_timestamp", "event.*")
-    is_valid = (
-        F.col("event_id").isNotNull()
-        & F.col("event_type").isNotNull()
-        & F.col("event_time").isNotNull()
-        & user_key().isNotNull()
+
+
+def _text(path: str) -> SparkColumn:
+    """A trimmed text field; blank becomes NULL (pydantic strips, and '' is no identity)."""
+    value = F.trim(F.col(path))
+    return F.when(value != "", value)
+
+
+def _typed(path: str, logical: LogicalType) -> SparkColumn:
+    if logical is LogicalType.STRING:
+        return _text(path)
+    if logical is LogicalType.JSON:
+        return F.col(path)
+    spark = spark_type_name(logical)
+    return _text(path).try_cast(spark)
+
+
+def spark_type_name(logical: LogicalType) -> str:
+    return {
+        LogicalType.LONG: "bigint",
+        LogicalType.DOUBLE: "double",
+        LogicalType.BOOLEAN: "boolean",
+        LogicalType.TIMESTAMP: "timestamp",
+        LogicalType.STRING: "string",
+        LogicalType.JSON: "string",
+    }[logical]
+
+
+def normalise_event_type(raw: SparkColumn) -> SparkColumn:
+    """'  Page-View ' -> 'page_view': lower case, separators as underscores."""
+    return F.regexp_replace(F.lower(F.trim(raw)), r"[\s\-.]+", "_")
+
+
+def _in_range(value: SparkColumn, bounds: tuple[float | None, float | None]) -> SparkColumn:
+    low, high = bounds
+    ok = F.lit(True)
+    if low is not None:
+        ok = ok & (value >= F.lit(low))
+    if high is not None:
+        ok = ok & (value <= F.lit(high))
+    return value.isNull() | ok
+
+
+def _present_but_invalid(path: str, typed: SparkColumn) -> SparkColumn:
+    return _text(path).isNotNull() & typed.isNull()
+
+
+def clean_events(parsed: DataFrame, fields: Iterable[str] | None = None) -> DataFrame:
+    """Typed, cleaned, flattened event columns + `error_reason` (NULL when valid).
+
+    `fields` limits the output to some top-level fields (the narrow reads of the stateful
+    queries); the validity rules only ever read `CORE_FIELDS`, which are always kept.
+    """
+    keep = set(fields) | set(CORE_FIELDS) if fields is not None else None
+    columns: dict[str, SparkColumn] = {}
+    for path, column in EVENT_SOURCE_COLUMNS:
+        if keep is not None and path[0] not in keep:
+            continue
+        columns[column.name] = _typed("e." + ".".join(path), column.type).alias(column.name)
+
+    columns["event_type"] = normalise_event_type(F.col("e.event_type")).alias("event_type")
+    if "currency" in columns:
+        # Cleaned, not rejected: an unknown currency code is dropped, the event kept.
+        currency = F.upper(_text("e.currency"))
+        columns["currency"] = F.when(currency.rlike(r"^[A-Z]{3}$"), currency).alias("currency")
+    # The collector's skew-corrected time; the device time where no correction applies.
+    columns["event_time"] = F.coalesce(
+        _typed("e.event_time", LogicalType.TIMESTAMP), _typed("e.timestamp", LogicalType.TIMESTAMP)
+    ).alias("event_time")
+    if "future_dated" in columns:
+        columns["future_dated"] = F.coalesce(columns["future_dated"], F.lit(False)).alias(
+            "future_dated"
+        )
+
+    checks: list[tuple[str, SparkColumn]] = [
+        ("malformed_json", F.col("e").isNull() | F.col("e.event_id").isNull() & _all_null()),
+        ("missing_event_id", _text("e.event_id").isNull()),
+        ("event_id_too_long", F.length(_text("e.event_id")) > 128),
+        ("missing_event_type", _text("e.event_type").isNull()),
+        (
+            "invalid_event_type",
+            ~normalise_event_type(F.col("e.event_type")).rlike(EVENT_TYPE_PATTERN),
+        ),
+        ("invalid_timestamp", _typed("e.timestamp", LogicalType.TIMESTAMP).isNull()),
+        (
+            "invalid_event_time",
+            _present_but_invalid("e.event_time", _typed("e.event_time", LogicalType.TIMESTAMP)),
+        ),
+        ("invalid_received_at", _typed("e.received_at", LogicalType.TIMESTAMP).isNull()),
+        ("missing_source", _text("e.source").isNull()),
+        ("missing_identity", _text("e.user_id").isNull() & _text("e.anonymous_id").isNull()),
+    ]
+    for name, logical in (
+        ("quantity", LogicalType.LONG),
+        ("price", LogicalType.DOUBLE),
+        ("revenue", LogicalType.DOUBLE),
+    ):
+        typed = _typed(f"e.{name}", logical)
+        checks.append((f"invalid_{name}", _present_but_invalid(f"e.{name}", typed)))
+        checks.append(
+            (f"out_of_range_{name}", ~_in_range(typed, numeric_bounds(EnrichedEvent, name)))
+        )
+    is_bot = _typed("e.user_agent_info.is_bot", LogicalType.BOOLEAN)
+    checks.append(("invalid_is_bot", _present_but_invalid("e.user_agent_info.is_bot", is_bot)))
+
+    reason: SparkColumn = F.lit(None).cast("string")
+    for name, failed in reversed(checks):
+        reason = F.when(F.coalesce(failed, F.lit(False)), F.lit(name)).otherwise(reason)
+
+    user_key = F.coalesce(_text("e.user_id"), _text("e.anonymous_id"))
+    url = _text("e.page_url")
+    host = F.lower(F.try_parse_url(url, F.lit("HOST")))
+    url_path = F.try_parse_url(url, F.lit("PATH"))
+    derived: dict[str, SparkColumn] = {
+        "user_key": user_key.alias("user_key"),
+        "page_host": host.alias("page_host"),
+        "page_path": F.when(url.isNotNull(), F.coalesce(F.nullif(url_path, F.lit("")), F.lit("/")))
+        .otherwise(F.lit(None))
+        .alias("page_path"),
+    }
+    if keep is None or "properties" in keep:
+        promoted = [c for c in EVENT_DERIVED_COLUMNS if c.name.startswith(_PROPERTY_PREFIX)]
+        schema = ", ".join(f"`{c.name.removeprefix(_PROPERTY_PREFIX)}` string" for c in promoted)
+        props = F.from_json(F.col("e.properties"), schema)
+        for c in promoted:
+            name = c.name.removeprefix(_PROPERTY_PREFIX)
+            value = F.when(F.trim(props[name]) != "", F.trim(props[name]))
+            if c.type is not LogicalType.STRING:
+                value = value.try_cast(spark_type_name(c.type))
+            derived[c.name] = value.alias(c.name)
+    return parsed.select(
+        *KAFKA_COLUMNS,
+        "value",
+        *columns.values(),
+        *derived.values(),
+        reason.alias("error_reason"),
     )
-    return parsed.withColumn("is_valid", F.coalesce(is_valid, F.lit(False)))
+
+
+def _all_null() -> SparkColumn:
+    # from_json leaves every field NULL for text that is not a JSON object.
+    return (
+        F.col("e.event_type").isNull()
+        & F.col("e.timestamp").isNull()
+        & F.col("e.received_at").isNull()
+        & F.col("e.source").isNull()
+    )
+
+
+def events(cleaned: DataFrame) -> DataFrame:
+    """Valid events in the events table's column order (without batch_id)."""
+    names = [n for n in EVENTS.column_names if n != "batch_id"]
+    return cleaned.where(F.col("error_reason").isNull()).select(*names)
+
+
+def errors(cleaned: DataFrame) -> DataFrame:
+    """Rejected records: Kafka coordinates, the reason and the original bytes."""
+    return cleaned.where(F.col("error_reason").isNotNull()).select(
+        *KAFKA_COLUMNS, F.col("error_reason").alias("reason"), "value"
+    )
+
+
+def lake_batch(kafka_records: DataFrame) -> DataFrame:
+    """One micro-batch for the lake, collected to the driver in one pass: every record's
+    original bytes and Kafka coordinates (raw zone, errors), and the event columns."""
+    cleaned = clean_events(parse_records(kafka_records))
+    names = [n for n in EVENTS.column_names if n != "batch_id"]
+    return cleaned.select(*KAFKA_COLUMNS, "value", "error_reason", *names)
 
 
 def raw_zone(kafka_records: DataFrame) -> DataFrame:
-    """Original record text, partitioned by the hour Kafka received it."""
+    """Original record text and the date and hour Kafka received it (the raw zone's rows)."""
     return kafka_records.select(
         F.col("value").cast("string").alias("value"),
         F.date_format("timestamp", "yyyy-MM-dd").alias("date"),
@@ -48,30 +286,222 @@ def raw_zone(kafka_records: DataFrame) -> DataFrame:
     )
 
 
-def event_counts_minute(events: DataFrame) -> DataFrame:
-    """1-minute tumbling windows x event_type: events and exact unique users.
+# --------------------------------------------------------------------------------------------
+# The stateful part
 
-    Run in update mode: an open window is emitted each time it changes (live figures) and
-    its last emission, once the watermark passes, is final.
 
-    `size(collect_set(...))` keeps the set in state, so the count is exact (streaming refuses
-    countDistinct, and approx_count_distinct is an estimate).
-    """
-    counts = events.groupBy(F.window("event_time", "1 minute"), "event_type").agg(
-        F.count(F.lit(1)).alias("events"),
-        F.size(F.collect_set(user_key())).cast("long").alias("unique_users"),
-    )
-    return counts.select(
-        F.col("window.start").alias("window_start"),
-        F.col("window.end").alias("window_end"),
+def aggregate_input(kafka_records: DataFrame) -> DataFrame:
+    """Valid events with only what the aggregates read (a narrow, cheaper JSON read)."""
+    cleaned = clean_events(parse_records(kafka_records, CORE_SCHEMA), fields=CORE_FIELDS)
+    return cleaned.where(F.col("error_reason").isNull()).select(
+        "event_id",
         "event_type",
+        "event_time",
+        "received_at",
+        "user_key",
+        "page_path",
+        "product_id",
+        "quantity",
+        "price",
+        "revenue",
+        F.coalesce(F.col("user_agent_info_is_bot"), F.lit(False)).alias("is_bot"),
+    )
+
+
+def deduplicate(events: DataFrame, watermark_delay: str) -> DataFrame:
+    """Watermark on event time, then one row per event_id within the watermark.
+
+    In a stream, Spark drops rows behind the watermark here (they are counted as late);
+    on a static frame it just drops duplicates.
+    """
+    if not events.isStreaming:
+        return events.dropDuplicates(["event_id"])
+    return events.withWatermark("event_time", watermark_delay).dropDuplicatesWithinWatermark(
+        ["event_id"]
+    )
+
+
+def without_bots(events: DataFrame, exclude_bots: bool) -> DataFrame:
+    return events.where(~F.col("is_bot")) if exclude_bots else events
+
+
+# Tags of the one grouped aggregation that serves the four windowed data sets.
+WINDOW_DATASETS = (EVENT_COUNTS_MINUTE, ACTIVE_USERS_5M, PAGE_VIEWS_MINUTE, PRODUCT_STATS_MINUTE)
+
+
+def window_aggregates(events: DataFrame) -> DataFrame:
+    """Every windowed figure in one stateful aggregation, keyed by (dataset, window, dim).
+
+    `window(event_time, 5 min, 1 min)` gives each event its five 5-minute windows (for
+    active users); the one of them whose last minute holds the event also stands for the
+    event's 1-minute window, so the per-minute data sets share the same grouping column and
+    the state of a window is dropped once the watermark passes its end. Unique counts are
+    `size(collect_set(...))` over state: exact, unlike an HLL sketch.
+    """
+    w = F.window("event_time", "5 minutes", "1 minute")
+    last_minute = F.col("event_time") >= F.col("w.end") - F.expr("INTERVAL 1 MINUTE")
+    etype = F.col("event_type")
+
+    def tag(dataset: TableSpec, dim: SparkColumn, unique: bool, when: SparkColumn) -> SparkColumn:
+        return F.when(
+            when,
+            F.struct(
+                F.lit(dataset.name).alias("dataset"),
+                dim.cast("string").alias("dim"),
+                (F.col("user_key") if unique else F.lit(None).cast("string")).alias("uk"),
+            ),
+        )
+
+    tags = F.array(
+        tag(ACTIVE_USERS_5M, F.lit(""), True, F.lit(True)),
+        tag(EVENT_COUNTS_MINUTE, etype, True, last_minute),
+        tag(
+            PAGE_VIEWS_MINUTE,
+            F.col("page_path"),
+            True,
+            last_minute & (etype == "page_view") & F.col("page_path").isNotNull(),
+        ),
+        tag(
+            PRODUCT_STATS_MINUTE,
+            F.col("product_id"),
+            False,
+            last_minute & F.col("product_id").isNotNull(),
+        ),
+    )
+    exploded = (
+        events.select("*", w.alias("w"))
+        # explode + a NULL filter, not a higher-order filter(): that one is interpreted.
+        .select("*", F.explode(tags).alias("t"))
+        .where(F.col("t").isNotNull())
+        .select(
+            "w",
+            F.col("t.dataset").alias("dataset"),
+            F.col("t.dim").alias("dim"),
+            F.col("t.uk").alias("uk"),
+            "event_type",
+            "quantity",
+            "price",
+            "revenue",
+            "received_at",
+        )
+    )
+    is_purchase = etype == "purchase"
+    units = F.when(is_purchase, F.coalesce(F.col("quantity"), F.lit(1)))
+    revenue = F.when(
+        is_purchase,
+        F.coalesce(F.col("revenue"), F.col("price") * F.coalesce(F.col("quantity"), F.lit(1))),
+    )
+    return exploded.groupBy("dataset", "w", "dim").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.size(F.collect_set("uk")).cast("long").alias("users"),
+        F.count_if(etype == "product_view").alias("views"),
+        F.count_if(etype == "add_to_cart").alias("add_to_carts"),
+        F.count_if(is_purchase).alias("purchases"),
+        F.coalesce(F.sum(units), F.lit(0)).cast("long").alias("units"),
+        F.coalesce(F.sum(revenue), F.lit(0.0)).cast("double").alias("revenue"),
+        # Not a table column: the newest receive time behind a row, for freshness.
+        F.max("received_at").alias("max_received_at"),
+    )
+
+
+def window_rows(aggregates: DataFrame) -> DataFrame:
+    """The combined aggregation in table terms: one row per data set and key, with every
+    windowed table's columns (a table reads its own; the others are NULL for its rows)."""
+    ds = F.col("dataset")
+    minute_start = F.col("w.end") - F.expr("INTERVAL 1 MINUTE")
+
+    def only(table: TableSpec, value: SparkColumn) -> SparkColumn:
+        return F.when(ds == table.name, value)
+
+    return aggregates.select(
+        "dataset",
+        F.when(ds == ACTIVE_USERS_5M.name, F.col("w.start"))
+        .otherwise(minute_start)
+        .alias("window_start"),
+        F.col("w.end").alias("window_end"),
+        only(EVENT_COUNTS_MINUTE, F.col("dim")).alias("event_type"),
+        only(EVENT_COUNTS_MINUTE, F.col("n")).alias("events"),
+        only(EVENT_COUNTS_MINUTE, F.col("users")).alias("unique_users"),
+        only(ACTIVE_USERS_5M, F.col("users")).alias("active_users"),
+        only(PAGE_VIEWS_MINUTE, F.col("dim")).alias("page_path"),
+        F.when(ds == PAGE_VIEWS_MINUTE.name, F.col("n"))
+        .when(ds == PRODUCT_STATS_MINUTE.name, F.col("views"))
+        .alias("views"),
+        only(PAGE_VIEWS_MINUTE, F.col("users")).alias("unique_visitors"),
+        only(PRODUCT_STATS_MINUTE, F.col("dim")).alias("product_id"),
+        *(
+            only(PRODUCT_STATS_MINUTE, F.col(c)).alias(c)
+            for c in ("add_to_carts", "purchases", "units", "revenue")
+        ),
+        "max_received_at",
+    )
+
+
+def window_dataset(aggregates: DataFrame, table: TableSpec, batch_id: int) -> DataFrame:
+    """One data set's rows from the combined aggregation, in its table's columns."""
+    if table not in WINDOW_DATASETS:
+        raise ValueError(f"{table.name} is not a windowed data set")
+    rows = window_rows(aggregates).where(F.col("dataset") == table.name)
+    return with_batch_id(rows, table, batch_id)
+
+
+def session_key(user_key: str, session_start: datetime) -> str:
+    """The stable id of a session (the same formula as the Spark expression below)."""
+    text = f"{user_key}|{session_start:%Y-%m-%dT%H:%M:%S.%f}Z"
+    return sha256(text.encode()).hexdigest()[:32]
+
+
+def _session_key(user_key: SparkColumn, start: SparkColumn) -> SparkColumn:
+    text = F.concat_ws("|", user_key, F.date_format(start, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"))
+    return F.substring(F.sha2(text, 256), 1, 32)
+
+
+def sessions(events: DataFrame, gap: str) -> DataFrame:
+    """Per user, runs of events without a pause longer than `gap` (session windows).
+
+    In a stream this runs in append mode: Spark emits a session once the watermark has
+    passed its last event plus the gap, i.e. when no later event can extend or merge it.
+    """
+    etype = F.col("event_type")
+    order = F.struct("event_time", "event_id")
+    aggregated = events.groupBy("user_key", F.session_window("event_time", gap).alias("s")).agg(
+        F.min("event_time").alias("session_start"),
+        F.max("event_time").alias("session_end"),
+        F.count(F.lit(1)).alias("events"),
+        F.count_if(etype == "page_view").alias("page_views"),
+        F.size(F.collect_set(F.when(etype == "product_view", F.col("product_id"))))
+        .cast("long")
+        .alias("products_viewed"),
+        F.max(etype == "purchase").alias("converted"),
+        F.coalesce(F.sum(F.when(etype == "purchase", F.col("revenue"))), F.lit(0.0))
+        .cast("double")
+        .alias("revenue"),
+        F.min_by("page_path", F.when(F.col("page_path").isNotNull(), order)).alias("entry_page"),
+        F.max_by("page_path", F.when(F.col("page_path").isNotNull(), order)).alias("exit_page"),
+        F.max("received_at").alias("max_received_at"),
+    )
+    return aggregated.select(
+        _session_key(F.col("user_key"), F.col("session_start")).alias("session_key"),
+        "user_key",
+        "session_start",
+        "session_end",
+        (
+            (F.unix_micros(F.col("session_end")) - F.unix_micros(F.col("session_start")))
+            / F.lit(1_000_000.0)
+        )
+        .cast("double")
+        .alias("duration_seconds"),
         "events",
-        "unique_users",
+        "page_views",
+        "products_viewed",
+        F.coalesce(F.col("converted"), F.lit(False)).alias("converted"),
+        "revenue",
+        "entry_page",
+        "exit_page",
+        "max_received_at",
     )
 
 
-def with_batch_id(aggregates: DataFrame, batch_id: int) -> DataFrame:
+def with_batch_id(rows: DataFrame, table: TableSpec, batch_id: int) -> DataFrame:
     """Stamp rows with their micro-batch and select the table's columns in order."""
-    return aggregates.withColumn("batch_id", F.lit(batch_id).cast("long")).select(
-        *EVENT_COUNTS_MINUTE.column_names
-    )
+    return rows.withColumn("batch_id", F.lit(batch_id).cast("long")).select(*table.column_names)

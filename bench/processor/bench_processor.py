@@ -1,0 +1,349 @@
+"""stream-processor benchmark: the full job at local[2] beside a bare read-and-count query.
+
+Run from the repository root:
+
+    uv run python bench/processor/bench_processor.py [--events 1000000] [--steady-seconds 60]
+
+It starts Kafka and versitygw of its own (free ports, state under .state/test-stacks/) and
+stops them at the end. One run measures:
+
+1. Capacity. The events topic is loaded first with --events enriched shopper events
+   (simulator sessions, unique ids, no compression, like the collector publishes). Then, each
+   from the earliest offset with the job's own Spark settings (local[2], same
+   maxOffsetsPerTrigger and trigger):
+   * baseline: a bare query that only reads the topic and counts each micro-batch (the
+     Spark + Kafka ceiling on this machine);
+   * the full job (`python -m stream_processor`, all three queries) until every query has
+     committed the whole topic. Rate = events / (last commit - queries started).
+   Micro-batch durations p50/p95 come from the job's "batch finished" log lines.
+2. Steady state. After the backlog, events stamped "now" are produced at --steady-rate
+   (default: half the measured full-job rate) for --steady-seconds. Lag (topic end minus
+   each query's committed offsets) is sampled every 2 s; freshness per event is
+   events marker `committed_at` minus the event's `received_at` (stamped when produced, so
+   at or before the Kafka append), and per window batch `committed_at` minus its newest
+   `received_at`.
+
+Everything runs on the same 2 cores, the producer of phase 2 included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pyarrow.parquet as pq
+from confluent_kafka import Producer
+
+from clickstream_common.lake import CommitMarker
+from clickstream_local.config import BUCKET, EVENTS_TOPIC, StackConfig, default_state_dir
+from clickstream_local.services import service_env
+from clickstream_local.stack import Stack
+from clickstream_simulator.generator import ClickstreamGenerator
+
+QUERIES = ("lake", "windows", "sessions")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Events:
+    """A pool of generated shopper events re-stamped with fresh ids and times."""
+
+    def __init__(self, seed: int = 7) -> None:
+        now = datetime.now(UTC)
+        self.pool = ClickstreamGenerator(seed=seed, users=20_000, products=2_000).events_between(
+            now - timedelta(minutes=10), now, 50_000
+        )
+        self.run = uuid.uuid4().hex[:8]
+        self.n = 0
+
+    def make(self, at: datetime, received: datetime) -> tuple[bytes, bytes]:
+        event = dict(self.pool[self.n % len(self.pool)])
+        event["event_id"] = f"{self.run}-{self.n:010d}"
+        stamp = at.isoformat()
+        event.update(
+            timestamp=stamp, event_time=stamp, received_at=received.isoformat(), source="bench"
+        )
+        self.n += 1
+        key = (event.get("user_id") or event["anonymous_id"]).encode()
+        return key, orjson.dumps(event)
+
+
+def producer(bootstrap: str) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+def produce(p: Producer, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            p.produce(EVENTS_TOPIC, value, key=key)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def load_backlog(bootstrap: str, events: Events, count: int) -> float:
+    p = producer(bootstrap)
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    t0 = time.monotonic()
+    for i in range(count):
+        # Event times spread over the 30 minutes before now, in order.
+        at = start + timedelta(milliseconds=i * 1_800_000 // count)
+        produce(p, *events.make(at, at))
+        if i % 20_000 == 0:
+            p.poll(0)
+    p.flush(120)
+    return count / (time.monotonic() - t0)
+
+
+def consumed(checkpoints: Path, query: str) -> int:
+    commits = [int(p.name) for p in (checkpoints / query / "commits").glob("[0-9]*")]
+    if not commits:
+        return 0
+    last = (checkpoints / query / "offsets" / str(max(commits))).read_text().splitlines()[-1]
+    return sum(sum(parts.values()) for parts in json.loads(last).values())
+
+
+BARE = """
+import sys, time, json
+from stream_processor.config import Settings
+from stream_processor.job import kafka_stream
+from stream_processor.session import build_session
+settings = Settings()
+spark = build_session(settings)
+total, target = 0, int(sys.argv[1])
+def count(df, batch_id):
+    global total
+    total += df.count()
+q = (kafka_stream(spark, settings).writeStream.queryName("bare")
+     .option("checkpointLocation", settings.processor_checkpoint_location + "/bare")
+     .trigger(processingTime=settings.processor_trigger_interval).foreachBatch(count).start())
+t0 = time.monotonic()
+durations = []
+while total < target:
+    time.sleep(0.2)
+elapsed = time.monotonic() - t0
+durations = [
+    p["durationMs"]["triggerExecution"] / 1000 for p in q.recentProgress if p["numInputRows"]
+]
+q.stop()
+print(json.dumps({"rows": total, "seconds": elapsed, "durations": durations}))
+"""
+
+
+def bare_rate(env: dict[str, str], count: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", BARE, str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def batch_durations(log_file: Path) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {q: [] for q in QUERIES}
+    for line in log_file.read_text(errors="replace").splitlines():
+        if '"batch finished"' not in line:
+            continue
+        record = json.loads(line)
+        if record.get("rows") and record.get("query") in found:
+            found[record["query"]].append(record["duration_ms"] / 1000)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--steady-seconds", type=int, default=60)
+    parser.add_argument("--steady-rate", type=int, default=0)
+    parser.add_argument("--max-offsets", type=int, default=200_000)
+    args = parser.parse_args()
+
+    main_state = default_state_dir()
+    state = main_state / "test-stacks" / f"bench-processor-{os.getpid()}"
+    config = StackConfig.ephemeral(
+        state, cache_dir=main_state / "cache", bin_dir=main_state / "bin"
+    )
+    stack = Stack(config, progress=lambda line: print(line, flush=True))
+    job: subprocess.Popen[bytes] | None = None
+    try:
+        for name in ("kafka", "s3"):
+            stack.components[name].start()
+        events = Events()
+        rate = load_backlog(config.kafka_bootstrap, events, args.events)
+        print(f"topic loaded: {args.events} events at {rate:,.0f}/s", flush=True)
+
+        env = {**os.environ, **service_env(config, "stream-processor")}
+        env["PROCESSOR_MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets)
+        env["PYTHONUNBUFFERED"] = "1"
+        checkpoints = state / "checkpoints"
+        env["PROCESSOR_CHECKPOINT_LOCATION"] = str(checkpoints)
+
+        bare = bare_rate(env, args.events)
+        bare_rate_s = bare["rows"] / bare["seconds"]
+        print(
+            f"bare read+count: {bare['rows']} rows in {bare['seconds']:.1f}s = "
+            f"{bare_rate_s:,.0f}/s",
+            flush=True,
+        )
+
+        log_file = state / "job.log"
+        with log_file.open("wb") as log:
+            job = subprocess.Popen(
+                [sys.executable, "-m", "stream_processor"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        while '"streaming queries started"' not in log_file.read_text(errors="replace"):
+            if job.poll() is not None:
+                raise RuntimeError(log_file.read_text()[-3000:])
+            time.sleep(0.2)
+        started = time.monotonic()
+        drained: dict[str, float] = {}
+        while len(drained) < len(QUERIES):
+            for q in QUERIES:
+                if q not in drained and consumed(checkpoints, q) >= args.events:
+                    drained[q] = time.monotonic() - started
+            if job.poll() is not None:
+                raise RuntimeError(log_file.read_text()[-3000:])
+            time.sleep(0.5)
+        full_s = max(drained.values())
+        full_rate = args.events / full_s
+        print(
+            f"full job: {args.events} events in {full_s:.1f}s = {full_rate:,.0f}/s "
+            f"({full_rate / bare_rate_s:.0%} of bare); per query {drained}",
+            flush=True,
+        )
+        capacity_durations = batch_durations(log_file)
+
+        # Steady state: produce "now" events at a fixed rate, watch lag and freshness.
+        steady_rate = args.steady_rate or int(full_rate / 2)
+        p = producer(config.kafka_bootstrap)
+        sent = args.events
+        lags: list[dict[str, int]] = []
+        steady_start = datetime.now(UTC)
+        t0 = time.monotonic()
+        next_sample = t0
+        while time.monotonic() - t0 < args.steady_seconds:
+            due = int((time.monotonic() - t0) * steady_rate) + args.events
+            while sent < due:
+                now = datetime.now(UTC)
+                produce(p, *events.make(now, now))
+                sent += 1
+            p.poll(0)
+            if time.monotonic() >= next_sample:
+                lags.append({q: sent - consumed(checkpoints, q) for q in QUERIES})
+                next_sample += 2
+            time.sleep(0.005)
+        p.flush(60)
+        for _ in range(60):  # let the last batches commit
+            if all(consumed(checkpoints, q) >= sent for q in ("lake", "windows")):
+                break
+            time.sleep(1)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=config.s3_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="clickstream-dev",
+            aws_secret_access_key="clickstream-dev-secret",
+        )
+        event_fresh: list[float] = []
+        window_fresh: list[float] = []
+        for dataset, into in (("events", event_fresh), ("event_counts_minute", window_fresh)):
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=BUCKET, Prefix=f"processed/{dataset}/_commits/"
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    body = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+                    marker = CommitMarker.model_validate_json(body)
+                    if marker.committed_at < steady_start + timedelta(seconds=5):
+                        continue
+                    if dataset != "events":
+                        if marker.max_received_at:
+                            into.append(
+                                (marker.committed_at - marker.max_received_at).total_seconds()
+                            )
+                        continue
+                    for item in marker.objects:
+                        data = s3.get_object(Bucket=BUCKET, Key=item.key)["Body"].read()
+                        received = pq.read_table(io.BytesIO(data), columns=["received_at"])
+                        for r in received.column(0).to_pylist():
+                            if r >= steady_start:
+                                into.append((marker.committed_at - r).total_seconds())
+        steady_durations = batch_durations(log_file)
+        report = {
+            "events": args.events,
+            "bare_rate": round(bare_rate_s),
+            "bare_batch_s_p50": pct(bare["durations"], 0.5),
+            "full_rate": round(full_rate),
+            "ratio": round(full_rate / bare_rate_s, 3),
+            "drained_s": {q: round(v, 1) for q, v in drained.items()},
+            "capacity_batch_s": {
+                q: (round(pct(v, 0.5), 2), round(pct(v, 0.95), 2), len(v))
+                for q, v in capacity_durations.items()
+            },
+            "steady_rate": steady_rate,
+            "steady_sent": sent - args.events,
+            "lag_samples": lags,
+            "all_batch_s_p50_p95": {
+                q: (round(pct(v, 0.5), 2), round(pct(v, 0.95), 2))
+                for q, v in steady_durations.items()
+            },
+            "event_freshness_s_p50_p95": (
+                round(pct(event_fresh, 0.5), 2),
+                round(pct(event_fresh, 0.95), 2),
+                len(event_fresh),
+            ),
+            "window_freshness_s_p50_p95": (
+                round(pct(window_fresh, 0.5), 2),
+                round(pct(window_fresh, 0.95), 2),
+                len(window_fresh),
+            ),
+            "loadavg": os.getloadavg(),
+        }
+        print(json.dumps(report, indent=1, default=str), flush=True)
+    finally:
+        if job is not None and job.poll() is None:
+            os.killpg(job.pid, signal.SIGTERM)
+            try:
+                job.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(job.pid, signal.SIGKILL)
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
