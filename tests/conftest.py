@@ -6,6 +6,7 @@ The stack runs on free ports in its own state directory, so the suite can run be
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -161,6 +162,19 @@ def live_pipeline(running_stack: RunningStack) -> RunningStack:
             sender.send(batch, DeliveryStats())
     finally:
         sender.close()
+
+    # A producer that bypasses the collector: the processor must route its record to errors/.
+    async def publish_malformed() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=info.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait("clickstream.events", b"{not json", key=b"bypass")
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish_malformed())
 
     def loaded_and_scraped() -> bool:
         rows = prometheus_value("sum(loader_rows_loaded_total)")

@@ -27,9 +27,10 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
-from clickstream_common.tables import EVENTS, SESSIONS
+from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
 from stream_processor import metrics, transforms
 from stream_processor.config import Settings
+from stream_processor.live_figures import LiveFigures
 from stream_processor.session import build_session
 from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
 
@@ -71,6 +72,7 @@ class BatchWriters:
 
     def __init__(self, writer: LakeWriter) -> None:
         self.writer = writer
+        self.live = LiveFigures()
 
     def lake(self, records: DataFrame, batch_id: int) -> None:
         # One Spark job: the records are read from Kafka and parsed once, then split here.
@@ -98,10 +100,16 @@ class BatchWriters:
         if table.num_rows == 0:
             return
         newest = max_timestamp(table, "max_received_at")
+        written = {}
         for spec in transforms.WINDOW_DATASETS:
             rows = table_for(spec, table.filter(pc.equal(table["dataset"], spec.name)), batch_id)
             self.writer.write_table(spec.name, rows, batch_id, spec.time_column, newest)
+            written[spec.name] = rows
         _freshness(WINDOWS, newest)
+        self.live.observe(
+            written[ACTIVE_USERS_5M.name].to_pylist(),
+            written[PRODUCT_STATS_MINUTE.name].to_pylist(),
+        )
 
     def sessions(self, closed: DataFrame, batch_id: int) -> None:
         table = closed.toArrow()
