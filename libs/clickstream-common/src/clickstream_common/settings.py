@@ -23,3 +23,13 @@ class S3Settings(BaseSettings):
     s3_bucket: str = "clickstream-lake"
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
+
+    def boto3_client_kwargs(self) -> dict[str, str | None]:
+        """Arguments for `boto3.client("s3", ...)`; no keys means the AWS default chain (IRSA)."""
+        secret = self.aws_secret_access_key
+        return {
+            "endpoint_url": self.s3_endpoint_url,
+            "region_name": self.s3_region,
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_secret_access_key": secret.get_secret_value() if secret else None,
+        }

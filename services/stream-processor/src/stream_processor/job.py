@@ -40,14 +40,7 @@ LAKE, WINDOWS, SESSIONS_QUERY = "lake", "windows", "sessions"
 
 
 def s3_client(settings: Settings) -> object:
-    secret = settings.aws_secret_access_key
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=secret.get_secret_value() if secret else None,
-    )
+    return boto3.client("s3", **settings.boto3_client_kwargs())
 
 
 def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
