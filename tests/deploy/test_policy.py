@@ -324,4 +324,4 @@ def test_aws_scenario_uses_irsa_and_no_static_keys() -> None:
     assert envs["LOADER_NOTIFICATIONS_SOURCE"]["value"] == "sqs"
     assert envs["LOADER_SQS_QUEUE_URL"]["value"].startswith("https://sqs.")
     assert envs["WAREHOUSE_DIALECT"]["value"] == "redshift"
-    assert envs["WAREHOUSE_IAM_ROLE"]["value"].startswith("arn:aws:iam::")
+    assert envs["LOADER_REDSHIFT_IAM_ROLE"]["value"].startswith("arn:aws:iam::")
