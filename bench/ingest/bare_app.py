@@ -9,7 +9,8 @@ import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-app = FastAPI()
+# As the collector: FastAPI's OpenTelemetry hooks off (it reports to Prometheus).
+app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
 
 
 @app.post("/v1/events")

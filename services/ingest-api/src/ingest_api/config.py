@@ -62,7 +62,10 @@ class Settings(CommonSettings):
     ingest_client_ip_ipv4_prefix: int = Field(default=24, ge=0, le=32)
     ingest_client_ip_ipv6_prefix: int = Field(default=48, ge=0, le=128)
     ingest_trusted_proxies: tuple[str, ...] = ()
-    ingest_kafka_linger_ms: int = 5
+    # 0: send as soon as the previous produce request returns; under load events still batch
+    # (they queue while a request is in flight). Measured faster than 5 ms for single events
+    # and 50-event batches alike (docs/benchmarks.md).
+    ingest_kafka_linger_ms: int = 0
     # One log line per request; off by default (it costs ~40% of single-event throughput),
     # refused and failed requests (status >= 400) are logged either way.
     ingest_access_log: bool = False

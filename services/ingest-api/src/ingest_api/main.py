@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -16,7 +16,8 @@ from clickstream_common.logs import configure_logging
 from ingest_api.collector import Collector
 from ingest_api.config import Settings, get_settings
 from ingest_api.enrichment import user_agent_info
-from ingest_api.errors import ApiError
+from ingest_api.errors import error_response
+from ingest_api.hot_path import HOT_ROUTES
 from ingest_api.middleware import CollectorMiddleware, RepeatFilter, install_log_record_factory
 from ingest_api.openapi import components
 from ingest_api.publisher import KafkaPublisher
@@ -58,26 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "answered with 2xx is in Kafka. Native API, Segment HTTP Tracking API, pixel and "
         "browser tracker.",
         lifespan=lifespan,
+        # Prometheus is the collector's telemetry; FastAPI's OpenTelemetry hooks would
+        # otherwise look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     for module in (events, segment, pixel, tracker, health):
         app.include_router(module.router)
-    app.add_middleware(CollectorMiddleware, settings=settings)
+    app.add_middleware(CollectorMiddleware, settings=settings, hot_routes=HOT_ROUTES)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, StarletteHTTPException):  # registered for that class only
             raise exc
-        if isinstance(exc, ApiError):
-            body = exc.body()
-        else:
-            message = str(exc.detail)
-            body = {"code": f"http_{exc.status_code}", "message": message, "detail": message}
-        return Response(
-            orjson.dumps(body),
-            status_code=exc.status_code,
-            headers=exc.headers,
-            media_type="application/json",
-        )
+        return error_response(exc)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
 
@@ -103,6 +97,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def tune_garbage_collector() -> None:
+    """For the server process (not for tests that build the app).
+
+    Modules, schemas and the app live as long as the process: frozen, they stay out of the
+    collector's full passes, which otherwise show as pauses in the latency tail. Young
+    collections every 20,000 allocations instead of 700: a 50-event request allocates
+    thousands of short-lived objects, and each pass costs time on the hot path.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+
+
 def run() -> None:
     import uvicorn
 
@@ -110,8 +117,10 @@ def run() -> None:
     configure_logging("ingest-api", settings.log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RepeatFilter())
+    app = create_app(settings)
+    tune_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.ingest_host,
         port=settings.ingest_port,
         log_config=None,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
 import time
-import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -53,9 +54,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class CollectorMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        hot_routes: Mapping[tuple[str, str], ASGIApp] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
+        # (method, path) -> an ASGI app serving it without FastAPI's router (see hot_path.py).
+        self.hot_routes = dict(hot_routes or {})
         self.max_age = str(settings.ingest_cors_max_age_seconds).encode()
         # Without a resolved key (a preflight, or a request refused before auth), an origin
         # is allowed if any key allows it.
@@ -95,7 +103,8 @@ class CollectorMiddleware:
             return
         begin = time.perf_counter()
         offered = _header(scope, b"x-request-id")
-        request_id = offered if offered and _SANE_ID.match(offered) else uuid.uuid4().hex
+        # 32 random hex digits, as uuid4().hex, without building a UUID on the hot path.
+        request_id = offered if offered and _SANE_ID.match(offered) else os.urandom(16).hex()
         token = REQUEST_ID.set(request_id)
         origin = _header(scope, b"origin")
         status = 500
@@ -129,6 +138,11 @@ class CollectorMiddleware:
                         message = {**message, "headers": headers}
                     await send(message)
 
+                hot = self.hot_routes.get((scope["method"], scope["path"]))
+                if hot is not None:
+                    route = scope["path"]
+                    await hot(scope, receive, send_wrapper)
+                    return
                 try:
                     await self.app(scope, receive, send_wrapper)
                 finally:

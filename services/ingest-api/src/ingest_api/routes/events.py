@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from ingest_api.collector import now
+from ingest_api.auth import Client
+from ingest_api.collector import Collector, now
 from ingest_api.deps import IntakeDep
 from ingest_api.errors import ApiError
 from ingest_api.intake import Candidate, load_json, native_events
@@ -41,8 +42,16 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_RESPONSES,
 )
 async def collect(request: Request, intake: IntakeDep) -> Response:
+    status, body = await collect_native(request, intake.client, intake.collector)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def collect_native(
+    request: Request, client: Client, collector: Collector
+) -> tuple[int, bytes]:
+    """The endpoint's work, shared by the FastAPI route and the hot path (`hot_path.py`):
+    the status and JSON body of the answer."""
     received_at = now()
-    client, collector = intake.client, intake.collector
     body = await collector.read_body(request)
     sent_at, raw_events, is_batch = native_events(load_json(body), collector.limits)
     limit = collector.limits.max_event_bytes
@@ -54,8 +63,4 @@ async def collect(request: Request, intake: IntakeDep) -> Response:
         )
     candidates = [Candidate(raw, raw, sent_at) for raw in raw_events]
     outcome = await collector.ingest(request, client, received_at, candidates, "events")
-    return Response(
-        orjson.dumps(outcome.result()),
-        status_code=202 if outcome.accepted else 400,
-        media_type="application/json",
-    )
+    return (202 if outcome.accepted else 400), orjson.dumps(outcome.result())
