@@ -254,7 +254,7 @@ class Kafka(Component):
         return [
             _java(),
             f"-Xmx{heap}",
-            "-Xms128m",
+            f"-Xms{heap}",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             *self._jvm_flags(),

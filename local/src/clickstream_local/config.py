@@ -77,7 +77,9 @@ class StackConfig:
     ingest_port: int = 18080
     processor_metrics_port: int = 18091
     loader_metrics_port: int = 18092
-    kafka_heap: str = "512m"
+    # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
+    # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
+    kafka_heap: str = "1g"
     # Per-service environment overrides, e.g. {"stream-processor": {"PROCESSOR_...": "..."}};
     # tests use them to run a service with settings of their own.
     service_env: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)

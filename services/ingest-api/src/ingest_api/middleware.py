@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -53,6 +54,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _requests_counter(route: str, method: str, status: int) -> Any:
+    return metrics.HTTP_REQUESTS.labels(route, method, str(status))
+
+
 class CollectorMiddleware:
     def __init__(
         self,
@@ -64,6 +69,9 @@ class CollectorMiddleware:
         self.settings = settings
         # (method, path) -> an ASGI app serving it without FastAPI's router (see hot_path.py).
         self.hot_routes = dict(hot_routes or {})
+        # Labelled metric children, looked up once per label set rather than per request.
+        self.requests_counter = lru_cache(maxsize=1024)(_requests_counter)
+        self.seconds_histogram = lru_cache(maxsize=256)(metrics.HTTP_SECONDS.labels)
         self.max_age = str(settings.ingest_cors_max_age_seconds).encode()
         # Without a resolved key (a preflight, or a request refused before auth), an origin
         # is allowed if any key allows it.
@@ -151,8 +159,8 @@ class CollectorMiddleware:
         finally:
             REQUEST_ID.reset(token)
             elapsed = time.perf_counter() - begin
-            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
-            metrics.HTTP_SECONDS.labels(route).observe(elapsed)
+            self.requests_counter(route, scope["method"], status).inc()
+            self.seconds_histogram(route).observe(elapsed)
             if self.settings.ingest_access_log or status >= 400:
                 log.info(
                     "request",
