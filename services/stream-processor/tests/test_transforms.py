@@ -1,5 +1,6 @@
 """Every transform as a pure DataFrame -> DataFrame function, on static frames."""
 
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -18,7 +19,8 @@ from clickstream_common.tables import (
 )
 from stream_processor import transforms
 from stream_processor.config import Settings
-from stream_processor.session import spark_conf
+from stream_processor.job import POOL_WEIGHTS
+from stream_processor.session import fair_scheduler_pools, spark_conf
 
 pytestmark = pytest.mark.spark
 
@@ -456,3 +458,10 @@ def test_spark_conf_for_local_and_kubernetes() -> None:
     assert k8s["spark.kubernetes.driver.pod.name"] == "driver-0"
     assert k8s["spark.kubernetes.executor.podTemplateFile"] == "/etc/t.yaml"
     assert "WebIdentityToken" in k8s["spark.hadoop.fs.s3a.aws.credentials.provider"]
+
+
+def test_fair_scheduler_pools_name_each_query_with_its_weight() -> None:
+    root = ET.fromstring(fair_scheduler_pools(POOL_WEIGHTS))
+    pools = {p.get("name"): int(p.findtext("weight") or 0) for p in root.iter("pool")}
+    assert pools == {"lake": 2, "windows": 2, "sessions": 1}
+    assert all(p.findtext("schedulingMode") == "FIFO" for p in root.iter("pool"))

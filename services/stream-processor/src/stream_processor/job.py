@@ -37,6 +37,10 @@ from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, tab
 log = logging.getLogger(__name__)
 
 LAKE, WINDOWS, SESSIONS_QUERY = "lake", "windows", "sessions"
+# Fair-scheduler weights: when the queries' batches overlap on few cores, the lake and the
+# windows (the fresh numbers) get twice the task slots of sessions, which are written only a
+# gap after they end anyway.
+POOL_WEIGHTS = {LAKE: 2, WINDOWS: 2, SESSIONS_QUERY: 1}
 
 
 def s3_client(settings: Settings) -> object:
@@ -177,7 +181,7 @@ def run() -> None:
     configure_logging("stream-processor", settings.log_level)
     # py4j logs every callback connection at INFO.
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    spark = build_session(settings)
+    spark = build_session(settings, POOL_WEIGHTS)
     spark.streams.addListener(metrics.PrometheusListener())
     writer = LakeWriter(s3_client(settings), settings.s3_bucket)
     queries = start_queries(spark, settings, writer)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
 from pyspark.sql import SparkSession
 
 from stream_processor.config import Settings
@@ -96,9 +101,29 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def build_session(settings: Settings) -> SparkSession:
+def fair_scheduler_pools(weights: Mapping[str, int]) -> str:
+    """A fair-scheduler allocation file: one pool per query with its weight (pure)."""
+    pools = "".join(
+        f"<pool name={quoteattr(name)}><schedulingMode>FIFO</schedulingMode>"
+        f"<weight>{int(weight)}</weight><minShare>0</minShare></pool>"
+        for name, weight in weights.items()
+    )
+    return f'<?xml version="1.0"?><allocations>{pools}</allocations>'
+
+
+def build_session(
+    settings: Settings, pool_weights: Mapping[str, int] | None = None
+) -> SparkSession:
+    conf = spark_conf(settings)
+    if pool_weights:
+        # Spark reads the pools from a file; /tmp is writable (an emptyDir in the chart).
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="fair-pools-", suffix=".xml", delete=False
+        ) as pools:
+            pools.write(fair_scheduler_pools(pool_weights))
+        conf["spark.scheduler.allocation.file"] = Path(pools.name).as_uri()
     builder = SparkSession.builder
-    for key, value in spark_conf(settings).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
