@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from clickstream_local.config import StackConfig, default_state_dir
+from clickstream_local.config import StackConfig
 from clickstream_local.stack import ConnectionInfo, Stack
 
 T = TypeVar("T")
@@ -51,15 +51,10 @@ class RunningStack:
 def _new_stack(
     services: tuple[str, ...], env: dict[str, dict[str, str]] | None = None
 ) -> tuple[Stack, Path]:
-    main_state = default_state_dir()
-    # Under the project's state dir: PostgreSQL (run as `postgres`) must reach its data dir.
-    state = main_state / "test-stacks" / f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    config = StackConfig.ephemeral(
-        state,
-        cache_dir=main_state / "cache",
-        bin_dir=main_state / "bin",
-        service_env=env or {},
+    config = StackConfig.scratch(
+        "test-stacks", f"{os.getpid()}-{uuid.uuid4().hex[:6]}", service_env=env or {}
     )
+    state = config.state_dir
     stack = Stack(config, progress=lambda line: print(line, flush=True))
     try:
         stack.start(platform=True, services=False)

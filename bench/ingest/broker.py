@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clickstream_local.config import TOPIC_PARTITIONS, StackConfig, default_state_dir
+from clickstream_local.config import TOPIC_PARTITIONS, StackConfig
 from clickstream_local.kafka_admin import ensure_topics
 from clickstream_local.stack import Stack
 
@@ -15,11 +15,8 @@ from clickstream_local.stack import Stack
 @contextmanager
 def kafka_broker(progress: bool = True) -> Iterator[str]:
     """Start a broker on a free port with the contract's topics; yield its bootstrap address."""
-    main_state = default_state_dir()
-    state = main_state / "bench-stacks" / f"ingest-{uuid.uuid4().hex[:6]}"
-    config = StackConfig.ephemeral(
-        state, cache_dir=main_state / "cache", bin_dir=main_state / "bin"
-    )
+    config = StackConfig.scratch("bench-stacks", f"ingest-{uuid.uuid4().hex[:6]}")
+    state = config.state_dir
     stack = Stack(config, progress=(lambda line: print(line, flush=True)) if progress else None)
     kafka = stack.components["kafka"]
     try:

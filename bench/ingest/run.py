@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import httpx
 import orjson
 
 from clickstream_local.config import free_ports
+from clickstream_local.supervisor import terminate
 from clickstream_simulator.generator import ClickstreamGenerator
 from ingest_api.config import Settings
 
@@ -135,16 +135,6 @@ def start_server(
         except httpx.HTTPError:
             time.sleep(0.2)
     raise RuntimeError(f"{command} did not start")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def load(
@@ -282,8 +272,8 @@ def main() -> None:
                 results[shape] = {"figures": figures, "rounds": rounds}
                 print(f"{shape}: {json.dumps(results[shape], indent=1)}", flush=True)
         finally:
-            stop(collector)
-            stop(bare)
+            terminate(collector)
+            terminate(bare)
     report(results, args.duration)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from clickstream_common.lake import commit_marker_key  # noqa: E402
 from clickstream_common.tables import EVENTS, Dialect  # noqa: E402
 from clickstream_local.components import child_env  # noqa: E402
-from clickstream_local.config import StackConfig, default_state_dir, free_ports  # noqa: E402
+from clickstream_local.config import StackConfig, free_ports  # noqa: E402
 from clickstream_local.services import service_env  # noqa: E402
 from clickstream_local.stack import Stack  # noqa: E402
 from tests.loader.lakedata import (  # noqa: E402
@@ -238,11 +238,8 @@ def main() -> None:
     parser.add_argument("--lag-interval", type=float, default=1.0)
     args = parser.parse_args()
 
-    main_state = default_state_dir()
-    state = main_state / "test-stacks" / f"bench-loader-{os.getpid()}"
-    config = StackConfig.ephemeral(
-        state, cache_dir=main_state / "cache", bin_dir=main_state / "bin"
-    )
+    config = StackConfig.scratch("test-stacks", f"bench-loader-{os.getpid()}")
+    state = config.state_dir
     stack = Stack(config, progress=lambda line: print(line, flush=True))
     try:
         stack.start(platform=True, services=False)

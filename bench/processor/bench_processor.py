@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
 from clickstream_common.lake import CommitMarker
-from clickstream_local.config import BUCKET, EVENTS_TOPIC, StackConfig, default_state_dir
+from clickstream_local.config import BUCKET, EVENTS_TOPIC, StackConfig
 from clickstream_local.services import service_env
 from clickstream_local.stack import Stack
 from clickstream_simulator.generator import ClickstreamGenerator
@@ -191,11 +191,8 @@ def main() -> None:
     parser.add_argument("--max-offsets", type=int, default=200_000)
     args = parser.parse_args()
 
-    main_state = default_state_dir()
-    state = main_state / "test-stacks" / f"bench-processor-{os.getpid()}"
-    config = StackConfig.ephemeral(
-        state, cache_dir=main_state / "cache", bin_dir=main_state / "bin"
-    )
+    config = StackConfig.scratch("test-stacks", f"bench-processor-{os.getpid()}")
+    state = config.state_dir
     stack = Stack(config, progress=lambda line: print(line, flush=True))
     job: subprocess.Popen[bytes] | None = None
     try:

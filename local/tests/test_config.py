@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from clickstream_local.components import Prometheus
 from clickstream_local.config import TOPIC_PARTITIONS, StackConfig, read_versions
 from clickstream_local.services import SERVICE_MODULES, service_env
@@ -36,6 +38,16 @@ def test_ephemeral_ports_are_distinct_and_saved(tmp_path: Path) -> None:
     assert 19092 not in ports
     c.save()
     assert StackConfig.load(tmp_path) == c
+
+
+def test_scratch_stacks_live_under_the_state_dir_and_share_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLICKSTREAM_STATE_DIR", str(tmp_path))
+    c = StackConfig.scratch("bench-stacks", "x1", kafka_heap="2g")
+    assert c.state_dir == tmp_path / "bench-stacks" / "x1"
+    assert (c.cache_dir, c.bin_dir) == (tmp_path / "cache", tmp_path / "bin")
+    assert c.kafka_heap == "2g" and c.kafka_port != 19092
 
 
 def test_service_env(tmp_path: Path) -> None:

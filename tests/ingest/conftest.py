@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -27,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from clickstream_local.config import free_ports, repo_root
 from clickstream_local.kafka_admin import ensure_topics
+from clickstream_local.supervisor import terminate
 from tests.conftest import RunningStack, wait_for
 
 KEYS: dict[str, Any] = {
@@ -137,13 +137,7 @@ def start_collector(
 
 
 def stop_collector(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    terminate(process, timeout=15)
 
 
 @pytest.fixture(scope="session")

@@ -101,6 +101,19 @@ class StackConfig:
         fields.update(overrides)
         return cls.default(state_dir, **fields)
 
+    @classmethod
+    def scratch(cls, area: str, name: str, **overrides: Any) -> StackConfig:
+        """A stack of its own (tests, benchmarks) on free ports, under the project's state
+        dir in `area/name`: PostgreSQL, run as `postgres`, must reach its data dir. Downloads
+        and binaries are shared with the main stack."""
+        main_state = default_state_dir()
+        return cls.ephemeral(
+            main_state / area / name,
+            cache_dir=main_state / "cache",
+            bin_dir=main_state / "bin",
+            **overrides,
+        )
+
     # Derived locations.
     @property
     def logs_dir(self) -> Path:

@@ -55,6 +55,17 @@ class ProcStat:
     start_ticks: int
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM a child started here, SIGKILL it if it has not exited within `timeout`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def proc_stat(pid: int) -> ProcStat | None:
     """Fields of /proc/<pid>/stat, or None when there is no such process."""
     try:
