@@ -441,6 +441,9 @@ def test_spark_conf_for_local_and_kubernetes() -> None:
     assert local["spark.ui.prometheus.enabled"] == "true"
     assert local["spark.metrics.conf.*.sink.prometheusServlet.class"].endswith("PrometheusServlet")
     assert "RocksDB" in local["spark.sql.streaming.stateStore.providerClass"]
+    # Huge generated methods compiled, in the driver (local mode) and the executors.
+    assert "-XX:-DontCompileHugeMethods" in local["spark.driver.extraJavaOptions"]
+    assert local["spark.executor.extraJavaOptions"] == local["spark.driver.extraJavaOptions"]
     k8s = spark_conf(
         Settings(
             processor_spark_master="k8s://https://kubernetes.default.svc",
