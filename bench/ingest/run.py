@@ -1,6 +1,6 @@
 """ingest-api benchmark: the collector beside its two ceilings, in one run, on one machine.
 
-    uv run python bench/ingest/run.py [--duration 10] [--rounds 3] [--json results.json]
+    uv run python bench/ingest/run.py [--duration 10] [--rounds 3] [--pin] [--json out.json]
 
 Starts a Kafka broker of its own, then measures, for batches of 50 events and for
 single-event requests:
@@ -13,7 +13,9 @@ Peak throughput comes from a closed loop, in rounds with the order of the three 
 (figures: medians; target ratios: median of the per-round ratios); latency at 50, 65 and 80%
 of the collector's peak from an open loop at a fixed rate (the target is set at 80%). The
 broker is warmed with produce traffic first. The load generator and the raw producer are
-processes of their own.
+processes of their own. With --pin the measured side (collector, bare server, raw producer)
+gets CPU 1 to itself and everything else shares CPU 0, as a collector pod with its own core
+would run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,11 +101,19 @@ class Run:
     duration: float
     linger_ms: int
     out: Path
+    # With --pin: the CPUs of the measured side (collector, bare server or raw producer).
+    side_cpus: frozenset[int] | None = None
 
     def measure(self, name: str) -> dict[str, Any]:
         if name == "raw_producer":
             raw_producer(
-                self.bootstrap, self.events, self.inflight, self.duration, self.linger_ms, self.out
+                self.bootstrap,
+                self.events,
+                self.inflight,
+                self.duration,
+                self.linger_ms,
+                self.out,
+                self.side_cpus,
             )
             result: dict[str, Any] = json.loads(self.out.read_text())
             return result
@@ -120,11 +131,24 @@ def ratios(
     return [r[side][metric] / r[base][metric] for r in rounds]
 
 
+def on_cpus(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn that pins the child (and its threads) to `cpus`; None leaves it free."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def start_server(
-    command: list[str], env: dict[str, str], port: int, log: Path
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    cpus: frozenset[int] | None = None,
 ) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=on_cpus(cpus)
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -170,12 +194,18 @@ def load(
 
 
 def raw_producer(
-    bootstrap: str, events: Path, inflight: int, duration: float, linger_ms: int, out: Path
+    bootstrap: str,
+    events: Path,
+    inflight: int,
+    duration: float,
+    linger_ms: int,
+    out: Path,
+    cpus: frozenset[int] | None = None,
 ) -> None:
     command = [sys.executable, str(HERE / "raw_producer.py"), "--bootstrap", bootstrap]
     command += ["--events", str(events), "--concurrency", str(inflight)]
     command += ["--duration", str(duration), "--linger-ms", str(linger_ms), "--out", str(out)]
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, preexec_fn=on_cpus(cpus))
 
 
 def main() -> None:
@@ -195,7 +225,17 @@ def main() -> None:
         default=Settings.model_fields["ingest_kafka_linger_ms"].default,
         help="producer linger for the collector and the raw producer (the collector's default)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="measured side on CPU 1; broker, load generator and this script on CPU 0",
+    )
     args = parser.parse_args()
+    side_cpus = None
+    if args.pin:
+        # Inherited by everything started from here on (broker, load generator).
+        os.sched_setaffinity(0, {0})
+        side_cpus = frozenset({1})
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     results: dict[str, dict[str, Any]] = {}
     with kafka_broker() as bootstrap:
@@ -213,12 +253,14 @@ def main() -> None:
             },
             collector_port,
             work / "collector.log",
+            side_cpus,
         )
         bare = start_server(
             [sys.executable, str(HERE / "bare_app.py")],
             base_env | {"INGEST_PORT": str(bare_port)},
             bare_port,
             work / "bare.log",
+            side_cpus,
         )
         try:
             # A fresh broker JVM spends its first seconds compiling (on the same 2 cores):
@@ -244,6 +286,7 @@ def main() -> None:
                     duration=args.duration,
                     linger_ms=args.linger_ms,
                     out=out,
+                    side_cpus=side_cpus,
                 )
 
                 # Closed-loop peaks in rounds, each round in a rotated order: the neighbours
