@@ -22,8 +22,8 @@ class Settings(CommonSettings, S3Settings):
     processor_starting_offsets: str = "earliest"
     processor_max_offsets_per_trigger: int = 200_000
     # One per task slot (local[2]; 2 executors x 1 core): each is a state store per stateful
-    # operator per batch. Window freshness p95 in the benchmark: 6.4 s with 2, 8.7 and 10.2 s
-    # in two runs with 4, at the same throughput. Fixed for a query once it has a checkpoint.
+    # operator per batch. Window freshness p95 in the benchmark: 6.4 and 5.1 s with 2, 8.7 and
+    # 10.2 s with 4 (two runs each), at the same throughput. Fixed once a checkpoint exists.
     processor_shuffle_partitions: int = 2
     processor_driver_memory: str = "2g"
     # Spark's web UI also serves its Prometheus endpoints (/metrics/prometheus, executors).
