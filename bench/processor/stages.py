@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -105,6 +106,7 @@ def main() -> None:
         spark.stop()
     finally:
         stack.stop()
+        shutil.rmtree(config.state_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
