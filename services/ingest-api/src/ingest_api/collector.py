@@ -103,7 +103,10 @@ class Collector:
         candidates: list[Candidate],
         endpoint: str,
     ) -> Outcome:
-        """Validate, enrich and publish; return only once Kafka holds every accepted event."""
+        """Validate, enrich and publish; return only once Kafka holds every accepted event.
+
+        Takes over `candidates` (emptied once validated) and the outcome's records (emptied
+        once the producer holds them): callers read counts and reasons from the outcome."""
         metrics.BATCH_EVENTS.observe(len(candidates))
         self.check_rate(client, len(candidates))
         outcome = process(
@@ -113,6 +116,10 @@ class Collector:
             REQUEST_ID.get(),
             endpoint,
         )
+        # The parsed events are not needed past this point, and requests queued behind
+        # Kafka's acknowledgements should not keep them alive: with 32 requests in flight
+        # that measured ~10% less throughput (colder memory), just when a backlog needs it.
+        candidates.clear()
         settings = self.settings
         try:
             await self.publisher.publish(
@@ -145,7 +152,7 @@ class Collector:
                     "endpoint": endpoint,
                     "source": client.source,
                     "rejected": len(outcome.rejected),
-                    "accepted": len(outcome.accepted),
+                    "accepted": outcome.accepted_count,
                     "first_reason": outcome.rejected[0][2][:300],
                 },
             )

@@ -42,15 +42,22 @@ class Candidate(NamedTuple):
 
 @dataclass
 class Outcome:
+    # (key, value) records for the events topic and the dead-letter topic; emptied once
+    # handed to the producer (`KafkaPublisher.publish`), so counts come from the lists below.
     accepted: list[tuple[bytes, bytes]] = field(default_factory=list)
-    accepted_types: list[str] = field(default_factory=list)
     dead: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # The event type of each accepted event.
+    accepted_types: list[str] = field(default_factory=list)
     # (index, code, reason)
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
 
+    @property
+    def accepted_count(self) -> int:
+        return len(self.accepted_types)
+
     def result(self) -> dict[str, Any]:
         return {
-            "accepted": len(self.accepted),
+            "accepted": self.accepted_count,
             "rejected": [{"index": i, "code": c, "reason": r} for i, c, r in self.rejected],
         }
 

@@ -22,7 +22,7 @@ from ingest_api import metrics
 
 log = logging.getLogger(__name__)
 
-Records = Sequence[tuple[bytes, bytes]]
+Records = list[tuple[bytes, bytes]]
 
 
 class PublishError(Exception):
@@ -143,7 +143,8 @@ class KafkaPublisher:
             await self.check()
 
     async def publish(self, batches: Sequence[tuple[str, Records]]) -> None:
-        """Send (topic, [(key, value)]) batches; return only once Kafka acknowledged all."""
+        """Send (topic, [(key, value)]) batches; return only once Kafka acknowledged all.
+        Each list of records is emptied once the producer holds them."""
         if not any(records for _, records in batches):
             return
         producer = self.producer
@@ -157,6 +158,8 @@ class KafkaPublisher:
                 for topic, records in batches:
                     for key, value in records:
                         futures.append(await send(topic, value, key=key))
+                    # The producer copied them into its batches: no second copy while waiting.
+                    records.clear()
                 await all_done(futures)
             for future in futures:
                 error = future.exception()

@@ -11,7 +11,7 @@ from ingest_api.auth import Client
 from ingest_api.collector import Collector, now
 from ingest_api.deps import IntakeDep
 from ingest_api.errors import ApiError
-from ingest_api.intake import Candidate, load_json, native_events
+from ingest_api.intake import Candidate, Limits, load_json, native_events
 from ingest_api.openapi import COMMON_ERRORS, BatchResult, ErrorBody, EventBatch, json_body, ref
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -52,15 +52,18 @@ async def collect_native(
     """The endpoint's work, shared by the FastAPI route and the hot path (`hot_path.py`):
     the status and JSON body of the answer."""
     received_at = now()
-    body = await collector.read_body(request)
-    sent_at, raw_events, is_batch = native_events(load_json(body), collector.limits)
-    limit = collector.limits.max_event_bytes
-    if not is_batch and len(body) > limit:
+    candidates = native_candidates(await collector.read_body(request), collector.limits)
+    outcome = await collector.ingest(request, client, received_at, candidates, "events")
+    return (202 if outcome.accepted_count else 400), orjson.dumps(outcome.result())
+
+
+def native_candidates(body: bytes, limits: Limits) -> list[Candidate]:
+    """The body's events; the body and its parsed document are not kept beyond this."""
+    sent_at, raw_events, is_batch = native_events(load_json(body), limits)
+    if not is_batch and len(body) > limits.max_event_bytes:
         raise ApiError(
             413,
             "event_too_large",
-            f"event over the limit of {limit} bytes (INGEST_MAX_EVENT_BYTES)",
+            f"event over the limit of {limits.max_event_bytes} bytes (INGEST_MAX_EVENT_BYTES)",
         )
-    candidates = [Candidate(raw, raw, sent_at) for raw in raw_events]
-    outcome = await collector.ingest(request, client, received_at, candidates, "events")
-    return (202 if outcome.accepted else 400), orjson.dumps(outcome.result())
+    return [Candidate(raw, raw, sent_at) for raw in raw_events]

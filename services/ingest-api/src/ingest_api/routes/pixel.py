@@ -72,7 +72,7 @@ async def pixel(request: Request, intake: IntakeDep) -> Response:
     outcome = await collector.ingest(
         request, client, received_at, [Candidate(event, event, None)], "pixel"
     )
-    if not outcome.accepted:
+    if not outcome.accepted_count:
         _, code, reason = outcome.rejected[0]
         raise ApiError(400, code, reason, headers=_NO_CACHE)
     return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)

@@ -6,6 +6,7 @@ on success and read `code`/`message` from an error.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from ingest_api.auth import Client, check_origin, resolve_client
 from ingest_api.collector import Collector, now
 from ingest_api.deps import OptionalIntake, OptionalIntakeDep
 from ingest_api.errors import ApiError
-from ingest_api.intake import check_count, load_json
+from ingest_api.intake import Candidate, check_count, load_json
 from ingest_api.openapi import COMMON_ERRORS, SegmentResult, error, json_body, ref
 from ingest_api.segment import (
     CALL_TYPES,
@@ -46,9 +47,28 @@ def _client(
 
 
 async def _handle(request: Request, intake: OptionalIntake, call: str | None) -> Response:
-    client, collector = intake.client, intake.collector
+    collector = intake.collector
     received_at = now()
-    body = await collector.read_body(request)
+    resolved, mapped = _candidates(
+        request, intake.client, collector, await collector.read_body(request), call, received_at
+    )
+    outcome = await collector.ingest(request, resolved, received_at, mapped, call or "batch")
+    # As Segment's own API: 200 once the request is handled, with the messages that were
+    # refused named (they are in the dead-letter topic); SDKs do not resend those.
+    result = {"success": not outcome.rejected, **outcome.result()}
+    return Response(orjson.dumps(result), media_type="application/json")
+
+
+def _candidates(
+    request: Request,
+    client: Client | None,
+    collector: Collector,
+    body: bytes,
+    call: str | None,
+    received_at: datetime,
+) -> tuple[Client, list[Candidate]]:
+    """The request's client and its messages as native events; the body and its parsed
+    document are not kept beyond this."""
     document = load_json(body)
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_body", "body must be a JSON object")
@@ -63,13 +83,7 @@ async def _handle(request: Request, intake: OptionalIntake, call: str | None) ->
         batch_context = context if isinstance(context, dict) else {}
     else:
         messages, sent_at, batch_context = [document], None, {}
-    mapped = candidates(messages, call, received_at, sent_at, batch_context)
-    endpoint = call or "batch"
-    outcome = await collector.ingest(request, resolved, received_at, mapped, endpoint)
-    # As Segment's own API: 200 once the request is handled, with the messages that were
-    # refused named (they are in the dead-letter topic); SDKs do not resend those.
-    result = {"success": not outcome.rejected, **outcome.result()}
-    return Response(orjson.dumps(result), media_type="application/json")
+    return resolved, candidates(messages, call, received_at, sent_at, batch_context)
 
 
 @router.post(
