@@ -49,12 +49,12 @@ async def closed_loop(
 ) -> dict[str, object]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    # Answers completed in each second of the measured window: how steady the peak is.
+    per_second = [0] * max(1, int(duration))
     start = time.perf_counter()
     measure_from, end = start + warmup, start + warmup + duration
-    counter = 0
 
     async def worker(offset: int) -> None:
-        nonlocal counter
         reader, writer = await asyncio.open_connection(host, port)
         i = offset
         while (now := time.perf_counter()) < end:
@@ -64,6 +64,9 @@ async def closed_loop(
             if now >= measure_from:
                 latencies.append(done - now)
                 statuses[status] = statuses.get(status, 0) + 1
+                second = int(done - measure_from)
+                if second < len(per_second):
+                    per_second[second] += 1
         writer.close()
 
     await asyncio.gather(*(worker(n) for n in range(connections)))
@@ -72,6 +75,7 @@ async def closed_loop(
         "seconds": duration,
         "latencies": latencies,
         "statuses": statuses,
+        "per_second": per_second,
     }
 
 
