@@ -129,14 +129,18 @@ class Run:
             )
             result: dict[str, Any] = json.loads(self.out.read_text())
             return result
-        port, key = (self.bare_port, "") if name == "bare" else (self.collector_port, WRITE_KEY)
+        port, key = self.endpoint(name)
         return load(port, self.bodies, self.out, self.inflight, self.duration, write_key=key)
 
     def open_loop(self, name: str, rate: float) -> dict[str, Any]:
         """An HTTP side at a fixed rate, with 4x the connections of its closed loop (the
         generator never runs out of connections, so a slow server cannot slow the rate)."""
-        port, key = (self.bare_port, "") if name == "bare" else (self.collector_port, WRITE_KEY)
+        port, key = self.endpoint(name)
         return load(port, self.bodies, self.out, self.inflight * 4, self.duration, rate, key)
+
+    def endpoint(self, name: str) -> tuple[int, str]:
+        """The port and write key of an HTTP side."""
+        return (self.bare_port, "") if name == "bare" else (self.collector_port, WRITE_KEY)
 
 
 def median_figures(samples: list[dict[str, float]]) -> dict[str, float]:

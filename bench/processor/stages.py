@@ -45,21 +45,15 @@ def main() -> None:
         load_backlog(config.kafka_bootstrap, Events(), args.events)
         os.environ.update(service_env(config, "stream-processor"))
         # Imported after the environment is set: Settings reads it.
-        from pyspark.sql import DataFrame, SparkSession
+        from pyspark.sql import DataFrame
 
         from stream_processor import transforms
         from stream_processor.config import Settings
-        from stream_processor.session import spark_conf
+        from stream_processor.session import build_session
 
         settings = Settings()
-        conf = spark_conf(settings)
-        for item in args.conf:
-            key, _, value = item.partition("=")
-            conf[key] = value
-        builder = SparkSession.builder
-        for key, value in conf.items():
-            builder = builder.config(key, value)
-        spark = builder.getOrCreate()
+        overrides = dict(item.partition("=")[::2] for item in args.conf)
+        spark = build_session(settings, overrides=overrides)
         spark.sparkContext.setLogLevel("ERROR")
 
         def records() -> DataFrame:

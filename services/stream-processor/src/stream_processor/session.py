@@ -122,9 +122,12 @@ def fair_scheduler_pools(weights: Mapping[str, int]) -> str:
 
 
 def build_session(
-    settings: Settings, pool_weights: Mapping[str, int] | None = None
+    settings: Settings,
+    pool_weights: Mapping[str, int] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    conf = spark_conf(settings)
+    """The job's session; `overrides` replace single Spark settings (benchmarks compare them)."""
+    conf = spark_conf(settings) | dict(overrides or {})
     if pool_weights:
         # Spark reads the pools from a file; /tmp is writable (an emptyDir in the chart).
         with tempfile.NamedTemporaryFile(
