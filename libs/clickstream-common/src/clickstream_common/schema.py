@@ -12,9 +12,9 @@ import types
 import typing
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -38,6 +38,44 @@ STANDARD_EVENT_TYPES: tuple[str, ...] = (
 """Event types with meaning in the aggregates; any other snake_case name is a custom event."""
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+ClockAdjustment = Literal["ahead", "behind"]
+"""Why the clock policy replaced an event time: it lay too far ahead of, or behind, the
+time the pipeline received the event."""
+
+
+@dataclass(frozen=True)
+class ClockPolicy:
+    """How far an event time may lie from the time the pipeline received the event.
+
+    The collector applies it after the clock-skew correction; the stream processor applies
+    it again before its watermark (records also reach Kafka from other producers). Outside
+    the bounds the event is kept: its event time becomes the receive time, the replaced time
+    is kept in `original_event_time` and `event_time_adjusted` says which bound it crossed.
+
+    `max_ahead` must stay below the processor's watermark delay: the watermark is the newest
+    event time minus that delay, so an event at most `max_ahead` in the future can never push
+    the watermark past events that arrive on time.
+    """
+
+    max_ahead: timedelta = timedelta(minutes=1)
+    max_behind: timedelta = timedelta(days=7)
+
+    def bound(
+        self, event_time: datetime, received_at: datetime
+    ) -> tuple[datetime, ClockAdjustment | None]:
+        """(the event time to use, the bound it crossed or None)."""
+        if event_time - received_at > self.max_ahead:
+            return received_at, "ahead"
+        if received_at - event_time > self.max_behind:
+            return received_at, "behind"
+        return event_time, None
+
+
+DEFAULT_CLOCK_POLICY = ClockPolicy()
+"""The defaults of INGEST_CLOCK_MAX_AHEAD_SECONDS / PROCESSOR_CLOCK_MAX_AHEAD_SECONDS and the
+matching *_MAX_BEHIND_* settings."""
 
 
 def _utc(value: datetime) -> datetime:
@@ -145,6 +183,14 @@ class EnrichedEvent(Event):
     future_dated: bool = Field(
         default=False, description="The corrected time is later than the receive time."
     )
+    original_event_time: UtcDatetime | None = Field(
+        default=None,
+        description="The skew-corrected device time that the clock policy replaced, if any.",
+    )
+    event_time_adjusted: ClockAdjustment | None = Field(
+        default=None,
+        description="ahead/behind: the clock policy replaced event_time with received_at.",
+    )
     client_ip: ShortText | None = Field(
         default=None, description="Client address, truncated (IPv4 /24, IPv6 /48) by default."
     )
@@ -216,6 +262,9 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
             annotation = args[0]
         elif origin is dict:
             return dict, nullable
+        elif origin is Literal:
+            # A closed set of names (e.g. ClockAdjustment) is text in every target.
+            return type(typing.get_args(annotation)[0]), nullable
         else:
             return annotation, nullable
 
