@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clickstream_common.kafka_security import aiokafka_options
 from clickstream_common.logs import configure_logging
 from ingest_api.collector import Collector
 from ingest_api.config import Settings, get_settings
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.kafka_bootstrap_servers,
             settings.ingest_publish_timeout_seconds,
             linger_ms=settings.ingest_kafka_linger_ms,
+            client_options=aiokafka_options(settings),
         )
         await publisher.start()
         app.state.publisher = publisher

@@ -11,8 +11,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -56,8 +57,11 @@ class KafkaPublisher:
         timeout_seconds: float,
         linger_ms: int = 0,
         check_interval_seconds: float = 2.0,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        # Connection security (TLS, SASL): clickstream_common.kafka_security.aiokafka_options.
+        self.client_options = dict(client_options or {})
         self.timeout_seconds = timeout_seconds
         self.linger_ms = linger_ms
         self.check_interval_seconds = check_interval_seconds
@@ -79,6 +83,7 @@ class KafkaPublisher:
             request_timeout_ms=max(1000, int(self.timeout_seconds * 1000)),
             client_id="ingest-api",
             partitioner=partition_for,
+            **self.client_options,
         )
 
     def _set_ready(self, ready: bool) -> None:
