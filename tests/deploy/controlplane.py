@@ -243,6 +243,9 @@ class ControlPlane:
                 "--config", str(self.stages_dir / "node-heartbeat.yaml"),
                 "--config", str(self.stages_dir / "pod-fast.yaml"),
                 "--server-address", f"127.0.0.1:{self.ports['kwok']}",
+                # kwok renews the node's Lease, the heartbeat the node controller watches;
+                # without it the node turns NotReady after 40 s and its pods unready.
+                "--node-lease-duration-seconds", "40",
             ],
         )  # fmt: skip
         self.kubectl("apply", "-f", "-", stdin=json.dumps(FAKE_NODE))
@@ -297,7 +300,7 @@ class ControlPlane:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs.values():
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
