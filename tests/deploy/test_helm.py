@@ -278,3 +278,20 @@ def test_notes_show_how_to_reach_the_api_and_metrics(scenario: str, tmp_path: Pa
     for metrics in ("grep '^ingest_'", "grep '^processor_'", "grep '^loader_'"):
         assert metrics in notes
     assert "port-forward" in notes
+
+
+def test_chart_readme_is_generated_from_the_values() -> None:
+    """helm/clickstream/README.md is exactly what chart_readme.py makes of values.yaml."""
+    import chart_readme
+
+    assert chart_readme.README.read_text() == chart_readme.generate(), (
+        "helm/clickstream/README.md is out of date: run python tests/deploy/chart_readme.py --write"
+    )
+    keys = dict(chart_readme.documented_keys((CHART / "values.yaml").read_text()))
+    for key in (
+        "kafka.security.sasl.mechanism",
+        "ingestApi.ingress.tls",
+        "streamProcessor.sparkConf",
+    ):
+        assert keys[key], key
+    assert "## Upgrade notes" in chart_readme.README.read_text()
