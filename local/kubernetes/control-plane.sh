@@ -8,9 +8,13 @@
 # Usage: local/kubernetes/control-plane.sh          build what is missing (a no-op when stamped)
 #        local/kubernetes/control-plane.sh check    exit 1 when something is missing
 #
-# All of it comes from the Go module proxy. The Go module and build caches (GOMODCACHE,
-# GOCACHE) are outside the repository, so a fresh clone on the same machine (or a CI runner
-# that keeps ~/.cache/go-build and ~/go/pkg/mod) only links: see docs/kubernetes.md for times.
+# All of it comes from the Go module proxy. Three caches, fastest first:
+#   1. this state dir's stamp (a second run is a no-op);
+#   2. a per-user copy of the built binaries, keyed like the stamp, in
+#      ${CLICKSTREAM_MACHINE_CACHE:-~/.cache/clickstream}/control-plane/<key>: a fresh clone on
+#      the same machine (CI's run of .ci/run) copies them in seconds;
+#   3. the Go module and build caches (GOMODCACHE, GOCACHE), also outside the repository: with
+#      them warm a build only links. See docs/kubernetes.md for the times measured.
 set -euo pipefail
 
 KUBERNETES_VERSION="v1.35.4"  # and every k8s.io staging module at v0.35.4 (control-plane/go.mod)
@@ -22,6 +26,7 @@ STATE="${CLICKSTREAM_STATE_DIR:-$REPO/.state}"
 OUT="$STATE/bin/k8s"
 STAGES="$STATE/cache/kwok-stages"
 MODULE="$HERE/control-plane"
+MACHINE_CACHE="${CLICKSTREAM_MACHINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clickstream}/control-plane"
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
@@ -75,6 +80,29 @@ build() {
   rm -rf "$OUT"
   mv "$tmp" "$OUT"
   log "control plane ready in $OUT ($((SECONDS - t0)) s)"
+  save_to_machine_cache
+}
+
+machine_cache_dir() { printf '%s/%s' "$MACHINE_CACHE" "$(stamp_key | sha256sum | cut -c1-16)"; }
+
+save_to_machine_cache() {
+  local dir tmp
+  dir="$(machine_cache_dir)"
+  [[ -f "$dir/.stamp" ]] && return 0
+  tmp="$dir.tmp.$$"
+  mkdir -p "$MACHINE_CACHE" && rm -rf "$tmp" && cp -a "$OUT" "$tmp" && mkdir -p "$tmp/kwok-stages" \
+    && cp -a "$STAGES"/. "$tmp/kwok-stages/" && mv "$tmp" "$dir" \
+    || log "could not keep a copy in $MACHINE_CACHE (the next fresh clone rebuilds)"
+}
+
+# A copy built by another clone with the same versions and go.sum: no Go at all.
+restore_from_machine_cache() {
+  local dir
+  dir="$(machine_cache_dir)"
+  [[ -f "$dir/.stamp" && "$(cat "$dir/.stamp")" == "$(stamp_key)" ]] || return 1
+  rm -rf "$OUT" && mkdir -p "$STAGES" && cp -a "$dir" "$OUT" && rm -rf "$OUT/kwok-stages" \
+    && cp -a "$dir/kwok-stages/." "$STAGES/" && present \
+    && log "copied from $dir"
 }
 
 case "${1:-install}" in
@@ -85,6 +113,11 @@ case "${1:-install}" in
     # One build at a time per state root: two builds would double the 2 GB peak.
     exec 8>"$STATE/.control-plane.lock"
     flock 8
-    if present; then log "present ($KUBERNETES_VERSION, kwok $KWOK_VERSION)"; else build; fi ;;
+    if present; then
+      log "present ($KUBERNETES_VERSION, kwok $KWOK_VERSION)"
+      save_to_machine_cache
+    else
+      restore_from_machine_cache || build
+    fi ;;
   *) echo "usage: $0 [install|check]" >&2; exit 2 ;;
 esac
