@@ -100,7 +100,7 @@ class KafkaSecuritySettings(BaseSettings):
 
     def describe(self) -> str:
         """One line for logs and errors: protocol, mechanism and user, never the password."""
-        text = self.kafka_security_protocol
+        text: str = self.kafka_security_protocol
         if self.kafka_sasl_mechanism:
             text += f" {self.kafka_sasl_mechanism}"
             if self.kafka_sasl_username:
@@ -168,7 +168,7 @@ def _jaas_quote(value: str) -> str:
 
 def java_client_properties(settings: KafkaSecuritySettings) -> dict[str, str]:
     """The Java client's properties (without Spark's `kafka.` prefix)."""
-    props = {"security.protocol": settings.kafka_security_protocol}
+    props: dict[str, str] = {"security.protocol": settings.kafka_security_protocol}
     if settings.uses_tls:
         if settings.kafka_ssl_cafile:
             # The Java client reads PEM trust stores directly (no keytool, no JKS).
