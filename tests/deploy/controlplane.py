@@ -16,45 +16,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from clickstream_local.config import free_ports
+from tests.conftest import wait_for
 
 ADMIN_TOKEN_USER = "clickstream-admin"
 NODE_NAME = "kwok-node-0"
-T = TypeVar("T")
-
-
-def free_ports(count: int) -> list[int]:
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-def wait_for(
-    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5
-) -> T:
-    """Poll `condition` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -202,7 +176,7 @@ class ControlPlane:
                 "--profiling=false",
             ],
         )  # fmt: skip
-        wait_for(lambda: self._healthy("/readyz"), 120, "kube-apiserver /readyz")
+        wait_for(lambda: self._healthy("/readyz"), 120, what="kube-apiserver /readyz")
         self._spawn(
             "kube-controller-manager",
             [
@@ -249,7 +223,7 @@ class ControlPlane:
             ],
         )  # fmt: skip
         self.kubectl("apply", "-f", "-", stdin=json.dumps(FAKE_NODE))
-        wait_for(self._node_ready, 60, f"node {NODE_NAME} Ready (kwok)")
+        wait_for(self._node_ready, 60, what=f"node {NODE_NAME} Ready (kwok)")
         return self
 
     def _node_ready(self) -> bool:

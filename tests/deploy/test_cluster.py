@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from controlplane import ControlPlane, free_ports, wait_for
+from controlplane import ControlPlane
 from deployhelpers import CHART, SCENARIOS, find_tool, helm_env, load_yaml_docs, run
+
+from clickstream_local.config import free_ports
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.kubernetes
 
@@ -221,7 +224,7 @@ def test_upgrade_with_changed_values_then_rollback(cluster: ControlPlane) -> Non
     wait_for(
         lambda: len(pods(cluster, namespace, f"{COMPONENT}=ingest-api")) == 2,
         120,
-        "the HPA's minimum of 2 collectors after the rollback",
+        what="the HPA's minimum of 2 collectors after the rollback",
     )
     history = json.loads(
         helm_k8s(cluster, "history", RELEASE, "-n", namespace, "-o", "json").stdout
@@ -368,7 +371,7 @@ def test_policies_budgets_and_autoscaler_select_their_pods(
     ns = default_release
     executor = executor_pod_from_template(cluster, ns, "exec-for-selectors")
     _create_as(cluster, cluster.token_kubeconfig(ns, DRIVER_SA), executor)
-    wait_for(lambda: pods(cluster, ns, "spark-role=executor"), 60, "the executor pod")
+    wait_for(lambda: pods(cluster, ns, "spark-role=executor"), 60, what="the executor pod")
     expected = {
         f"{RELEASE}-clickstream-ingest-api": "ingest-api",
         f"{RELEASE}-clickstream-warehouse-loader": "warehouse-loader",
@@ -392,14 +395,16 @@ def test_policies_budgets_and_autoscaler_select_their_pods(
     assert any(pods(cluster, ns, selector_of(peer)) for peer in peers)
 
     # The Deployment starts with one replica; the HPA raises it to its minimum of 2.
-    wait_for(lambda: len(pods(cluster, ns, f"{COMPONENT}=ingest-api")) == 2, 90, "two collectors")
+    wait_for(
+        lambda: len(pods(cluster, ns, f"{COMPONENT}=ingest-api")) == 2, 90, what="two collectors"
+    )
 
     def budget() -> dict[str, Any] | None:
         [pdb] = cluster.get("pdb", "-n", ns)["items"]
         st = pdb.get("status", {})
         return st if st.get("expectedPods") == 2 and st.get("currentHealthy") == 2 else None
 
-    st = wait_for(budget, 60, "the disruption controller to count the collectors")
+    st = wait_for(budget, 60, what="the disruption controller to count the collectors")
     assert st["disruptionsAllowed"] == 1  # minAvailable 1 of 2
 
     def able_to_scale() -> dict[str, Any] | None:
@@ -409,7 +414,7 @@ def test_policies_budgets_and_autoscaler_select_their_pods(
         # No metrics server here: it holds the Deployment at minReplicas.
         return hpa if ok and hpa["status"].get("currentReplicas") == 2 else None
 
-    wait_for(able_to_scale, 90, "the HPA controller to scale its target to minReplicas")
+    wait_for(able_to_scale, 90, what="the HPA controller to scale its target to minReplicas")
 
     for svc in cluster.get("services", "-n", ns)["items"]:
         name = svc["metadata"]["name"]
@@ -421,7 +426,7 @@ def test_policies_budgets_and_autoscaler_select_their_pods(
             )
             return sum(len(s.get("endpoints") or []) for s in slices["items"])
 
-        wait_for(lambda: endpoints() == len(selected) > 0, 60, f"endpoints of Service {name}")
+        wait_for(lambda: endpoints() == len(selected) > 0, 60, what=f"endpoints of Service {name}")
     cluster.kubectl("delete", "pod", "exec-for-selectors", "-n", ns, "--timeout=60s")
 
 
@@ -507,7 +512,7 @@ def test_spark_driver_creates_its_executors_through_rbac_and_the_policy(
                 pods(cluster, ns, "spark-role=executor,spark-app-selector!=spark-test")
             ),
             240,
-            "two executor pods created by the driver",
+            what="two executor pods created by the driver",
         )
         for pod in executors:
             meta, spec = pod["metadata"], pod["spec"]
@@ -533,7 +538,7 @@ def test_spark_driver_creates_its_executors_through_rbac_and_the_policy(
                 m for m in maps["items"] if m["metadata"]["labels"].get("spark-role") == "executor"
             ]
 
-        [conf] = wait_for(conf_map, 60, "the executors' conf map")
+        [conf] = wait_for(conf_map, 60, what="the executors' conf map")
         assert conf["metadata"]["ownerReferences"][0]["uid"] == driver_pod["metadata"]["uid"]
         assert proc.stdin is not None
         proc.stdin.write("\n")
@@ -542,7 +547,7 @@ def test_spark_driver_creates_its_executors_through_rbac_and_the_policy(
         wait_for(
             lambda: not pods(cluster, ns, "spark-role=executor,spark-app-selector!=spark-test"),
             120,
-            "the driver to delete its executors on stop",
+            what="the driver to delete its executors on stop",
         )
     finally:
         if proc.poll() is None:
@@ -572,7 +577,7 @@ def test_garbage_collector_removes_executors_with_their_driver(
     wait_for(
         lambda: not pods(cluster, ns, "spark-role=executor"),
         120,
-        "the garbage collector to remove the executor",
+        what="the garbage collector to remove the executor",
     )
     # ...and the StatefulSet brings a new driver.
     wait_for(
@@ -581,7 +586,7 @@ def test_garbage_collector_removes_executors_with_their_driver(
             for p in pods(cluster, ns, f"{COMPONENT}=stream-processor")
         ),
         120,
-        "a new driver pod",
+        what="a new driver pod",
     )
 
 
@@ -598,7 +603,7 @@ def test_admission_policy_compiles_without_warnings(
         got = cluster.get("validatingadmissionpolicy", policy["metadata"]["name"])
         return got if got.get("status", {}).get("typeChecking") is not None else None
 
-    got = wait_for(checked, 60, "the API server's type check of the policy")
+    got = wait_for(checked, 60, what="the API server's type check of the policy")
     assert not got["status"]["typeChecking"].get("expressionWarnings"), got["status"]
 
 
