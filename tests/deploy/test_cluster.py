@@ -57,6 +57,15 @@ def scenario_secrets(scenario: str) -> dict[str, dict[str, str]]:
     s3 = values.get("s3", {}).get("credentials", {})
     if s3.get("existingSecret"):
         secrets[s3["existingSecret"]] = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    security = values.get("kafka", {}).get("security", {})
+    sasl, tls = security.get("sasl", {}), security.get("tls", {})
+    if sasl.get("existingSecret"):
+        secrets[sasl["existingSecret"]] = {
+            sasl.get("usernameKey", "username"): "clickstream",
+            sasl.get("passwordKey", "password"): "placeholder",
+        }
+    if tls.get("caSecret"):
+        secrets[tls["caSecret"]] = {tls.get("caKey", "ca.crt"): "placeholder"}
     return secrets
 
 
@@ -185,6 +194,12 @@ def test_every_scenario_installs_and_is_accepted_strictly(
     for item in cluster.get("pods", "-n", namespace)["items"]:
         assert item["status"]["phase"] == "Running", item["metadata"]["name"]
         assert item["spec"]["nodeName"], item["metadata"]["name"]
+    # The driver's admission policy admits executors made from this scenario's template (with
+    # its S3 keys and Kafka CA Secret, when it has them).
+    pod = executor_pod_from_template(cluster, namespace, "executor-of-the-template")
+    proc = _create_as(cluster, cluster.token_kubeconfig(namespace, DRIVER_SA), pod)
+    assert proc.returncode == 0, proc.stderr
+    cluster.kubectl("delete", "pod", "executor-of-the-template", "-n", namespace, "--timeout=60s")
 
 
 def test_upgrade_with_changed_values_then_rollback(cluster: ControlPlane) -> None:
