@@ -19,8 +19,8 @@ from warehouse_loader.batches import (
     footer_metadata,
     open_parquet,
 )
+from warehouse_loader.errors import is_unavailable
 from warehouse_loader.reconcile import ListedMarker, advance, notice_for, unrecorded
-from warehouse_loader.service import is_unavailable
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
