@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickstream_common.lake import (
+    BatchName,
     CommitMarker,
     CommittedObject,
     commit_marker_key,
@@ -344,12 +345,10 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def write_batch(
-    s3: Any, bucket: str, dataset: str, batch_id: int, rows: list[dict[str, Any]]
-) -> CommitMarker | None:
-    """Parquet objects per date/hour partition, then the commit marker last (the protocol)."""
-    if not rows:
-        return None
+def write_objects(
+    s3: Any, bucket: str, dataset: str, batch: int | BatchName, rows: list[dict[str, Any]]
+) -> list[CommittedObject]:
+    """The batch's Parquet objects, one per date/hour partition (no marker)."""
     spec = TABLES[dataset]
     parts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -357,20 +356,31 @@ def write_batch(
         parts[(f"{t:%Y-%m-%d}", f"{t:%H}")].append(row)
     objects = []
     for (date, hour), part in sorted(parts.items()):
-        key = processed_object_key(dataset, date, hour, batch_id)
+        key = processed_object_key(dataset, date, hour, batch)
         s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(to_table(spec, part)))
         objects.append(CommittedObject(key=key, rows=len(part)))
+    return objects
+
+
+def write_batch(
+    s3: Any, bucket: str, dataset: str, batch: int | BatchName, rows: list[dict[str, Any]]
+) -> CommitMarker | None:
+    """Parquet objects per date/hour partition, then the commit marker last (the protocol)."""
+    if not rows:
+        return None
+    name = batch if isinstance(batch, BatchName) else BatchName.stream(batch)
+    objects = write_objects(s3, bucket, dataset, name, rows)
     marker = CommitMarker(
-        dataset=dataset, batch_id=batch_id, objects=objects, committed_at=datetime.now(UTC)
+        dataset=dataset, batch_id=name.batch_id, objects=objects, committed_at=datetime.now(UTC)
     )
-    put_marker(s3, bucket, marker)
+    put_marker(s3, bucket, marker, commit_marker_key(dataset, name))
     return marker
 
 
-def put_marker(s3: Any, bucket: str, marker: CommitMarker) -> None:
+def put_marker(s3: Any, bucket: str, marker: CommitMarker, key: str | None = None) -> None:
     s3.put_object(
         Bucket=bucket,
-        Key=commit_marker_key(marker.dataset, marker.batch_id),
+        Key=key or commit_marker_key(marker.dataset, marker.batch_id),
         Body=marker.model_dump_json().encode(),
         ContentType="application/json",
     )
