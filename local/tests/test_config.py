@@ -24,6 +24,7 @@ def test_defaults_match_contracts(tmp_path: Path) -> None:
     )
     assert (c.prometheus_port, c.ingest_port) == (19090, 18080)
     assert (c.processor_metrics_port, c.loader_metrics_port) == (18091, 18092)
+    assert c.correction_metrics_port == 18093
     assert TOPIC_PARTITIONS == {
         "clickstream.events": 6,
         "clickstream.events.dlq": 3,
@@ -34,7 +35,7 @@ def test_defaults_match_contracts(tmp_path: Path) -> None:
 def test_ephemeral_ports_are_distinct_and_saved(tmp_path: Path) -> None:
     c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b")
     ports = [v for k, v in c.to_dict().items() if k.endswith("_port")]
-    assert len(ports) == 8 and len(set(ports)) == 8
+    assert len(ports) == 9 and len(set(ports)) == 9
     assert 19092 not in ports
     c.save()
     assert StackConfig.load(tmp_path) == c
@@ -75,6 +76,7 @@ def test_prometheus_config_scrapes_services(tmp_path: Path) -> None:
         ("ingest-api", c.ingest_port),
         ("stream-processor", c.processor_metrics_port),
         ("warehouse-loader", c.loader_metrics_port),
+        ("correction", c.correction_metrics_port),
     ]:
         assert f'job_name: "{job}"' in text
         assert f"127.0.0.1:{port}" in text

@@ -34,6 +34,7 @@ _PORT_FIELDS = (
     "ingest_port",
     "processor_metrics_port",
     "loader_metrics_port",
+    "correction_metrics_port",
 )
 
 
@@ -77,6 +78,7 @@ class StackConfig:
     ingest_port: int = 18080
     processor_metrics_port: int = 18091
     loader_metrics_port: int = 18092
+    correction_metrics_port: int = 18093
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"

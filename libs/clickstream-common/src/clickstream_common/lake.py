@@ -227,3 +227,12 @@ def list_commit_markers(
                 found.append(ListedMarker(item["Key"], etag))
     found.sort(key=lambda m: m.key)
     return found
+
+
+_STREAM_OBJECT = re.compile(r"/batch-(\d{12})(?=[./-])")
+
+
+def stream_batch_of_object(key: str) -> int | None:
+    """The stream batch a processed object belongs to (None for corrections and others)."""
+    match = _STREAM_OBJECT.search(key)
+    return int(match[1]) if match else None

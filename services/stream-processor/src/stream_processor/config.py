@@ -41,3 +41,11 @@ class Settings(CommonSettings, S3Settings):
     # The driver's own pod: executors get it as owner and go when it goes.
     processor_driver_pod_name: str = ""
     processor_executor_pod_template: str = ""
+    # The late-data correction pass (stream_processor.correction).
+    # `correct --every`: seconds between passes of the local stack's scheduled component.
+    processor_correction_interval_seconds: float = 120.0
+    # Sessions of late events are recomputed from a read range widened until each session is
+    # whole; a session longer than this is left as the stream closed it (and logged).
+    processor_correction_max_session_hours: float = 24.0
+    # /metrics of the scheduled correction loop.
+    processor_correction_metrics_port: int = 9093

@@ -297,8 +297,15 @@ def raw_zone(kafka_records: DataFrame) -> DataFrame:
 def aggregate_input(kafka_records: DataFrame) -> DataFrame:
     """Valid events with only what the aggregates read (a narrow, cheaper JSON read)."""
     cleaned = clean_events(parse_records(kafka_records, CORE_SCHEMA), fields=CORE_FIELDS)
-    return cleaned.where(F.col("error_reason").isNull()).select(
+    return aggregate_columns(cleaned.where(F.col("error_reason").isNull()))
+
+
+def aggregate_columns(events: DataFrame) -> DataFrame:
+    """Cleaned valid events (a stream's, or the lake's `events` data set read back by the
+    correction pass) narrowed to what the aggregates and sessions read."""
+    return events.select(
         "event_id",
+        "source",
         "event_type",
         "event_time",
         "received_at",
