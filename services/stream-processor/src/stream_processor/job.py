@@ -105,10 +105,21 @@ class BatchWriters:
     def windows(self, aggregates: DataFrame, batch_id: int) -> None:
         # One collect of the update-mode output (the state is touched once), split here.
         table = transforms.window_rows(aggregates).toArrow()
+        progress = self.progress(WINDOWS, batch_id)
         if table.num_rows == 0:
+            # Still a marker (without objects) for its watermark and offsets: the correction
+            # pass bounds the watermark each event met by the first batch that read past it.
+            self.writer.write_table(
+                ACTIVE_USERS_5M.name,
+                table_for(ACTIVE_USERS_5M, table, batch_id),
+                batch_id,
+                ACTIVE_USERS_5M.time_column,
+                watermark=progress.watermark,
+                source_offsets=progress.source_offsets,
+                keep_empty=True,
+            )
             return
         newest = max_timestamp(table, "max_received_at")
-        progress = self.progress(WINDOWS, batch_id)
         written = {}
         for spec in transforms.WINDOW_DATASETS:
             rows = table_for(spec, table.filter(pc.equal(table["dataset"], spec.name)), batch_id)
@@ -130,12 +141,12 @@ class BatchWriters:
 
     def sessions(self, closed: DataFrame, batch_id: int) -> None:
         table = closed.toArrow()
-        if table.num_rows == 0:
-            return
         newest = max_timestamp(table, "max_received_at")
         rows = table_for(SESSIONS, table, batch_id)
         progress = self.progress(SESSIONS_QUERY, batch_id)
-        # No freshness sample: a session is written by design only a gap after its end.
+        # No freshness sample: a session is written by design only a gap after its end. A
+        # batch that closes no session still commits an empty marker for its watermark and
+        # offsets (the correction pass reads them).
         self.writer.write_table(
             SESSIONS.name,
             rows,
@@ -144,6 +155,7 @@ class BatchWriters:
             newest,
             watermark=progress.watermark,
             source_offsets=progress.source_offsets,
+            keep_empty=True,
         )
 
 

@@ -55,9 +55,9 @@ def parse_offset_log(text: str) -> BatchProgress:
     watermark: datetime | None = None
     if len(lines) > 1:
         metadata = json.loads(lines[1])
+        # 0 (the epoch): no event seen yet, nothing is closed.
         millis = int(metadata.get("batchWatermarkMs", 0) or 0)
-        # 0: no event seen yet, nothing is closed.
-        watermark = datetime.fromtimestamp(millis / 1000, UTC) if millis > 0 else None
+        watermark = datetime.fromtimestamp(millis / 1000, UTC)
     offsets = _offsets(lines[2]) if len(lines) == 3 else None
     return BatchProgress(watermark, offsets)
 

@@ -146,13 +146,15 @@ class LakeWriter:
         *,
         watermark: datetime | None = None,
         source_offsets: SourceOffsets | None = None,
+        keep_empty: bool = False,
     ) -> CommitMarker | None:
         """Parquet objects per date/hour of `time_column`, then the commit marker last.
 
         `batch_id` is a stream batch's id, or the name of a correction (clickstream_common.lake);
-        `watermark` and `source_offsets` are what Spark recorded for the batch (progress.py).
+        `watermark` and `source_offsets` are what Spark recorded for the batch (progress.py);
+        `keep_empty` commits a marker without objects for a batch without rows.
         """
-        if table.num_rows == 0:
+        if table.num_rows == 0 and not keep_empty:
             return None
         name = batch_id if isinstance(batch_id, BatchName) else BatchName.stream(batch_id)
         objects = []

@@ -335,6 +335,13 @@ class BatchLoader:
         self, bucket: str, key: str, etag: str, marker: CommitMarker, spec: TableSpec
     ) -> LoadResult:
         begin = time.perf_counter()
+        if not marker.objects:
+            # A batch without rows (its marker records the stream's progress): ledger only.
+            with self.conn.transaction():
+                if not self._claim(key, etag, spec, marker):
+                    return LoadResult(ALREADY_LOADED)
+                self.conn.execute(sql.finish_ledger_sql(self.dialect), (0, key, etag))
+            return LoadResult(LOADED)
         prefetch = _Prefetch(self._fetch(bucket), spec, marker)
         try:
             with self.conn.transaction():
