@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
@@ -173,10 +174,10 @@ class FolderLake(correction.LakeIndex):
     """Events objects in a local folder, named like the lake's."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__(s3=None, bucket="lake", scheme="file")
+        super().__init__(s3=None, bucket="lake", filesystem=pafs.LocalFileSystem())
         self.root = root
 
-    def uri(self, key: str) -> str:
+    def path(self, key: str) -> str:
         return str(self.root / key)
 
     def event_objects(self, hours: Iterable[datetime], upto: int) -> list[str]:

@@ -57,6 +57,8 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from botocore.exceptions import ClientError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, ValidationError
@@ -76,6 +78,7 @@ from clickstream_common.lake import (
 )
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
+from clickstream_common.schema import LogicalType
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, SESSIONS, TableSpec
 from stream_processor import transforms
 from stream_processor.config import Settings
@@ -89,6 +92,33 @@ HOUR = timedelta(hours=1)
 # contain it, the last of which ends 5 minutes after the minute starts.
 ACTIVE_SPAN = timedelta(minutes=5)
 WINDOW_MARKERS = ACTIVE_USERS_5M  # every aggregated event is in an active-users window
+
+_ARROW_TYPES = {
+    LogicalType.STRING: pa.string(),
+    LogicalType.JSON: pa.string(),
+    LogicalType.LONG: pa.int64(),
+    LogicalType.DOUBLE: pa.float64(),
+    LogicalType.BOOLEAN: pa.bool_(),
+    LogicalType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+}
+EVENT_ARROW_TYPES = {c.name: _ARROW_TYPES[c.type] for c in EVENTS.columns}
+# What the aggregates and sessions read of an event (transforms.aggregate_columns), and the
+# batch that brought it (the oldest copy of an event wins, as in the warehouse).
+AGGREGATE_READ = (
+    "event_id",
+    "source",
+    "event_type",
+    "event_time",
+    "received_at",
+    "user_key",
+    "page_path",
+    "product_id",
+    "quantity",
+    "price",
+    "revenue",
+    "user_agent_info_is_bot",
+    "batch_id",
+)
 
 RUNS = Counter("processor_correction_runs_total", "Correction passes completed")
 FAILURES = Counter("processor_correction_failures_total", "Correction passes that failed")
@@ -185,20 +215,47 @@ class Committed:
 
 
 class LakeIndex:
-    """Reads markers, lists event objects and keeps the pass's state, with boto3; Spark reads
-    the objects themselves (`uri`)."""
+    """Reads markers, lists and reads event objects, and keeps the pass's state.
 
-    def __init__(self, s3: Any, bucket: str, scheme: str = "s3a") -> None:
+    The objects are read with Arrow's S3 file system (C++, parallel): a lake partition holds
+    one small object per micro-batch, and Arrow reads a few thousand of them in seconds where
+    Spark's s3a opens them one after the other. Only the events the recomputation needs (a
+    few minutes around each late event, the users whose sessions changed) go on to Spark, which
+    computes with the streaming job's own functions.
+    """
+
+    def __init__(self, s3: Any, bucket: str, filesystem: pafs.FileSystem | None = None) -> None:
         self.s3 = s3
         self.bucket = bucket
-        self.scheme = scheme
+        self.filesystem = filesystem
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeIndex:
-        return cls(boto3.client("s3", **settings.boto3_client_kwargs()), settings.s3_bucket)
+        return cls(
+            boto3.client("s3", **settings.boto3_client_kwargs()),
+            settings.s3_bucket,
+            pafs.S3FileSystem(**settings.arrow_filesystem_kwargs()),
+        )
 
-    def uri(self, key: str) -> str:
-        return f"{self.scheme}://{self.bucket}/{key}"
+    def path(self, key: str) -> str:
+        """An object's path in `filesystem`."""
+        return f"{self.bucket}/{key}"
+
+    def read(
+        self, keys: Sequence[str], columns: Sequence[str], where: ds.Expression | None = None
+    ) -> pa.Table:
+        """Columns of the events objects `keys`, rows matching `where` (columns an object
+        predates are NULL: its schema is the current spec's)."""
+        schema = pa.schema([pa.field(c, EVENT_ARROW_TYPES[c]) for c in columns])
+        if not keys:
+            return schema.empty_table()
+        dataset = ds.dataset(
+            [self.path(k) for k in keys],
+            schema=schema,
+            format="parquet",
+            filesystem=self.filesystem,
+        )
+        return dataset.to_table(columns=list(columns), filter=where)
 
     def committed(self, dataset: str, start_after: str = "") -> list[Committed]:
         """Stream commit markers of a data set after a key, in batch order, with their body."""
@@ -388,15 +445,29 @@ def judge_sessions(
 # Spark: reading the events back and recomputing
 
 
-def _events_ddl() -> str:
-    return ", ".join(f"`{c.name}` {transforms.spark_type_name(c.type)}" for c in EVENTS.columns)
+def read_events(
+    spark: SparkSession, lake: LakeIndex, keys: Sequence[str], where: ds.Expression | None = None
+) -> DataFrame:
+    """The events of these objects that match `where`, as a Spark frame of what the
+    aggregates read."""
+    return spark.createDataFrame(lake.read(keys, AGGREGATE_READ, where))
 
 
-def read_events(spark: SparkSession, lake: LakeIndex, keys: Sequence[str]) -> DataFrame | None:
-    """The events data set's rows of these objects (columns the objects lack are NULL)."""
-    if not keys:
-        return None
-    return spark.read.schema(_events_ddl()).parquet(*[lake.uri(k) for k in keys])
+def _ranges(times: Iterable[datetime], step: timedelta) -> ds.Expression | None:
+    """event_time in the union of [t, t + step) for `times`, merged into contiguous runs."""
+    runs: list[list[datetime]] = []
+    for t in sorted(set(times)):
+        if runs and t <= runs[-1][1]:
+            runs[-1][1] = max(runs[-1][1], t + step)
+        else:
+            runs.append([t, t + step])
+    expression: ds.Expression | None = None
+    for lo, hi in runs:
+        run = (ds.field("event_time") >= pa.scalar(lo, pa.timestamp("us", tz="UTC"))) & (
+            ds.field("event_time") < pa.scalar(hi, pa.timestamp("us", tz="UTC"))
+        )
+        expression = run if expression is None else expression | run
+    return expression
 
 
 def first_copies(events: DataFrame) -> DataFrame:
@@ -424,7 +495,6 @@ class Suspects:
 
 
 def find_suspects(
-    spark: SparkSession,
     lake: LakeIndex,
     batches: Sequence[Committed],
     windows_cover: dict[int, datetime],
@@ -433,41 +503,36 @@ def find_suspects(
 ) -> Suspects:
     """Events of new batches at or behind the watermark of the query that read them."""
     keys = [o.key for b in batches for o in b.marker.objects]
-    events = read_events(spark, lake, keys)
+    table = lake.read(keys, ("batch_id", "event_time", "user_key", "user_agent_info_is_bot"))
     found = Suspects()
-    if events is None:
+    if table.num_rows == 0:
         return found
-    covers = spark.createDataFrame(
-        [
-            (b.batch_id, windows_cover.get(b.batch_id), sessions_cover.get(b.batch_id))
-            for b in batches
-        ],
-        "batch_id bigint, windows_wm timestamp, sessions_wm timestamp",
-    )
-    rows = (
-        events.where(~F.coalesce(F.col("user_agent_info_is_bot"), F.lit(False)))
-        if exclude_bots
-        else events
-    )
-    late = (
-        rows.join(F.broadcast(covers), "batch_id")
-        .select(
-            "user_key",
-            "event_time",
-            (F.col("event_time") <= F.col("windows_wm")).alias("windows_late"),
-            (F.col("event_time") <= F.col("sessions_wm")).alias("sessions_late"),
-        )
-        .where("windows_late OR sessions_late")
-    )
-    table = late.toArrow()
-    for row in table.to_pylist():
-        t = utc(row["event_time"])
-        if row["windows_late"]:
-            found.windows_late += 1
-            found.minutes.add(floor_minute(t))
-        if row["sessions_late"]:
-            found.sessions_late += 1
-            found.sessions.append(PendingSession(user_key=row["user_key"], first=t, last=t))
+    if exclude_bots:
+        table = table.filter(pc.invert(pc.fill_null(table["user_agent_info_is_bot"], False)))
+    ids = [b.batch_id for b in batches]
+    timestamp = pa.timestamp("us", tz="UTC")
+    where = pc.index_in(table["batch_id"], pa.array(ids, pa.int64()))
+    for name, covers in (("windows", windows_cover), ("sessions", sessions_cover)):
+        watermarks = pa.array([covers.get(b) for b in ids], timestamp)
+        late = pc.fill_null(pc.less_equal(table["event_time"], pc.take(watermarks, where)), False)
+        rows = table.filter(late)
+        if name == "windows":
+            found.windows_late = rows.num_rows
+            minutes = pc.floor_temporal(rows["event_time"], unit="minute")
+            found.minutes = {utc(m) for m in pc.unique(minutes).to_pylist()}
+        else:
+            found.sessions_late = rows.num_rows
+            by_user = rows.group_by("user_key").aggregate(
+                [("event_time", "min"), ("event_time", "max")]
+            )
+            found.sessions = [
+                PendingSession(
+                    user_key=r["user_key"],
+                    first=utc(r["event_time_min"]),
+                    last=utc(r["event_time_max"]),
+                )
+                for r in by_user.to_pylist()
+            ]
     return found
 
 
@@ -483,11 +548,9 @@ def recompute_windows(
     if not minutes:
         return {}
     read = minutes_to_read(minutes)
-    events = read_events(spark, lake, lake.event_objects({floor_hour(m) for m in read}, upto))
-    if events is None:
-        return {}
-    in_range = events.where(F.date_trunc("minute", "event_time").isin(read))
-    rows = transforms.window_rows(transforms.window_aggregates(aggregate_ready(in_range, settings)))
+    keys = lake.event_objects({floor_hour(m) for m in read}, upto)
+    events = read_events(spark, lake, keys, _ranges(read, MINUTE))
+    rows = transforms.window_rows(transforms.window_aggregates(aggregate_ready(events, settings)))
     per_minute = F.col("window_start").isin(list(minutes))
     active = F.col("window_start").isin(active_window_starts(minutes))
     chosen = rows.where(
@@ -601,6 +664,7 @@ class CorrectionReport:
     pending_sessions: int = 0
     skipped_sessions: int = 0
     markers: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         rows = ", ".join(f"{k} {v}" for k, v in sorted(self.rows.items())) or "none"
@@ -608,7 +672,8 @@ class CorrectionReport:
             f"events up to batch {self.events_batch}; {self.lake_batches} new events batch(es); "
             f"late events {self.late_events or {}}; corrected {self.minutes} minute(s) and the "
             f"sessions of {self.session_users} user(s); rows written: {rows}; pending: "
-            f"{self.pending_minutes} minute(s), {self.pending_sessions} session(s)"
+            f"{self.pending_minutes} minute(s), {self.pending_sessions} session(s); "
+            f"seconds {self.seconds}"
         )
 
 
@@ -617,6 +682,23 @@ Progress = Callable[[str], None]
 
 def _quiet(step: str) -> None:
     log.debug("correction step", extra={"step": step})
+
+
+class _Steps:
+    """Reports each step to `progress` and times it into the report."""
+
+    def __init__(self, progress: Progress, report: CorrectionReport) -> None:
+        self.progress = progress
+        self.report = report
+        self.name = ""
+        self.began = time.monotonic()
+
+    def __call__(self, name: str, description: str) -> None:
+        now = time.monotonic()
+        if self.name:
+            self.report.seconds[self.name] = round(now - self.began, 3)
+        self.name, self.began = name, now
+        self.progress(description)
 
 
 def write_corrections(
@@ -659,19 +741,20 @@ def correct_pending(
     last pass, and correct every window and session of them the stream has closed."""
     state = lake.load_state()
     report = CorrectionReport()
-    progress("reading commit markers")
+    step = _Steps(progress, report)
+    step("markers", "reading commit markers")
     examined = min(state.windows_examined, state.sessions_examined)
     start = commit_marker_key(EVENTS.name, examined) if examined >= 0 else ""
     batches = lake.committed(EVENTS.name, start)
     if not batches and state.events_batch < 0:
-        progress("nothing committed yet")
+        step("", "nothing committed yet")
         return report
     windows = lake.committed(WINDOW_MARKERS.name, state.windows_marker)
     sessions = lake.committed(SESSIONS.name, state.sessions_marker)
     upto = batches[-1].batch_id if batches else state.events_batch
     report.events_batch = upto
 
-    progress("finding late events")
+    step("late", "finding late events")
     w_new = [b for b in batches if b.batch_id > state.windows_examined]
     s_new = [b for b in batches if b.batch_id > state.sessions_examined]
     w_cover, w_used = cover(w_new, windows)
@@ -688,9 +771,7 @@ def correct_pending(
         w_horizon, s_horizon = state.windows_horizon, state.sessions_horizon
     covered = [b for b in batches if b.batch_id in w_cover or b.batch_id in s_cover]
     report.lake_batches = len(covered)
-    suspects = find_suspects(
-        spark, lake, covered, w_cover, s_cover, settings.processor_exclude_bots
-    )
+    suspects = find_suspects(lake, covered, w_cover, s_cover, settings.processor_exclude_bots)
     report.late_events = {"windows": suspects.windows_late, "sessions": suspects.sessions_late}
     LATE.labels("windows").inc(suspects.windows_late)
     LATE.labels("sessions").inc(suspects.sessions_late)
@@ -701,12 +782,12 @@ def correct_pending(
     seeds = merge_pending([*state.pending_sessions, *suspects.sessions], gap)
     report.windows_horizon, report.sessions_horizon = w_horizon, s_horizon
 
-    progress(f"recomputing {len(ready)} minute(s) of windows")
+    step("windows", f"recomputing {len(ready)} minute(s) of windows")
     window_tables = recompute_windows(spark, lake, ready, upto, settings)
-    progress(f"recomputing the sessions of {len({s.user_key for s in seeds})} user(s)")
+    step("sessions", f"recomputing the sessions of {len({s.user_key for s in seeds})} user(s)")
     sessions_result = recompute_sessions(spark, lake, seeds, upto, s_horizon, settings)
 
-    progress("writing correction batches")
+    step("write", "writing correction batches")
     written_at = now or datetime.now(UTC)
     writer = LakeWriter(lake.s3, lake.bucket)
     report.markers, report.rows = write_corrections(
@@ -736,7 +817,7 @@ def correct_pending(
     report.pending_sessions = len(new_state.pending_sessions)
     PENDING.labels("minutes").set(report.pending_minutes)
     PENDING.labels("sessions").set(report.pending_sessions)
-    progress("done")
+    step("", "done")
     log.info("correction pass finished", extra={"report": report.summary()})
     return report
 
@@ -754,7 +835,8 @@ def correct_range(
     user with events in it, from every committed event (after a fix, or for a backfill)."""
     state = lake.load_state()
     report = CorrectionReport()
-    progress("reading commit markers")
+    step = _Steps(progress, report)
+    step("markers", "reading commit markers")
     examined = min(state.windows_examined, state.sessions_examined)
     batches = lake.committed(
         EVENTS.name, commit_marker_key(EVENTS.name, examined) if examined >= 0 else ""
@@ -780,10 +862,10 @@ def correct_range(
         m += MINUTE
     ready = ready_minutes(minutes, w_horizon)
     report.pending_minutes = len(minutes) - len(ready)
-    progress(f"recomputing {len(ready)} minute(s) of windows")
+    step("windows", f"recomputing {len(ready)} minute(s) of windows")
     window_tables = recompute_windows(spark, lake, ready, upto, settings)
 
-    progress("finding the users of the range")
+    step("users", "finding the users of the range")
     hours = []
     h = floor_hour(start)
     while h < end:
@@ -807,11 +889,11 @@ def correct_range(
             PendingSession(user_key=r["user_key"], first=utc(r["first"]), last=utc(r["last"]))
             for r in users.to_pylist()
         ]
-    progress(f"recomputing the sessions of {len(seeds)} user(s)")
+    step("sessions", f"recomputing the sessions of {len(seeds)} user(s)")
     sessions_result = recompute_sessions(spark, lake, seeds, upto, s_horizon, settings)
     report.pending_sessions = len(sessions_result.pending)
 
-    progress("writing correction batches")
+    step("write", "writing correction batches")
     report.markers, report.rows = write_corrections(
         LakeWriter(lake.s3, lake.bucket),
         upto,
@@ -822,7 +904,7 @@ def correct_range(
     report.minutes = len(ready)
     report.session_users = sessions_result.users
     report.skipped_sessions = sessions_result.skipped
-    progress("done")
+    step("", "done")
     log.info("range correction finished", extra={"report": report.summary()})
     return report
 
