@@ -58,7 +58,9 @@ def spark_interval(delta: timedelta) -> str:
     return f"{int(delta.total_seconds())} seconds"
 
 
-def synthetic_events(spark: SparkSession, rows_per_second: int, event_rate: int, users: int) -> DataFrame:
+def synthetic_events(
+    spark: SparkSession, rows_per_second: int, event_rate: int, users: int
+) -> DataFrame:
     """Shopper-like events from the rate source, in the aggregate input's columns."""
     rate = spark.readStream.format("rate").option("rowsPerSecond", rows_per_second).load()
     v = F.col("value")
@@ -68,7 +70,8 @@ def synthetic_events(spark: SparkSession, rows_per_second: int, event_rate: int,
     event_time = F.timestamp_seconds(F.lit(START.timestamp()) + seconds)
     # `users` visitors at a time, each active for 5 minutes of event time.
     cohort = (v / F.lit(event_rate * 300)).cast("long")
-    user = F.concat(F.lit("u"), cohort.cast("string"), F.lit("-"), (F.abs(F.hash(v, F.lit(1))) % users).cast("string"))
+    visitor = (F.abs(F.hash(v, F.lit(1))) % users).cast("string")
+    user = F.concat(F.lit("u"), cohort.cast("string"), F.lit("-"), visitor)
     types = F.array(*[F.lit(t) for t in EVENT_TYPES])
     kind = F.element_at(types, (v % len(EVENT_TYPES) + 1).cast("int"))
     product = F.concat(F.lit("p-"), (F.abs(F.hash(v, F.lit(2))) % 500).cast("string"))
@@ -160,7 +163,7 @@ def run_delay(
             w, s = windows.lastProgress, sessions.lastProgress
             if not w or not s:
                 continue
-            for query, seen, progress in ((windows, seen_w, w), (sessions, seen_s, s)):
+            for query, seen in ((windows, seen_w), (sessions, seen_s)):
                 for recent in query.recentProgress:
                     if recent["batchId"] not in seen:
                         seen.add(recent["batchId"])
@@ -169,9 +172,10 @@ def run_delay(
             if time.monotonic() >= deadline - 25:
                 w_rows, w_mem = _state(w)
                 s_rows, s_mem = _state(s)
-                batch = (w["durationMs"].get("triggerExecution", 0) / 1000.0)
+                batch = w["durationMs"].get("triggerExecution", 0) / 1000.0
                 samples.append((w_rows, w_mem, s_rows, s_mem, batch))
-        events_total = int(w["sources"][0]["endOffset"]) if isinstance(w["sources"][0]["endOffset"], int) else 0
+        end = w["sources"][0]["endOffset"]
+        events_total = int(end) if isinstance(end, int) else 0
     finally:
         windows.stop()
         sessions.stop()
