@@ -1,6 +1,6 @@
 """What the watermark delay costs: state rows, state memory and driver heap against the delay.
 
-    uv run python bench/latedata/watermark.py [--delays 30s,1m,2m,5m,10m] [--rows-per-second 4000]
+    uv run python bench/latedata/watermark.py [--delays 30s,1m,2m,5m,10m] [--rows-per-second 3000]
         [--event-rate 400] [--users 3000] [--gap 30m]
 
 Runs the streaming job's two stateful queries (`windows`: deduplicate + window_aggregates in
@@ -16,9 +16,10 @@ rows-per-second / event-rate times faster). The state therefore holds what a sit
 would hold. Events arrive up to 20 s out of order; `dropped` counts those behind the
 watermark.
 
-Each delay runs until event time has advanced by delay + gap + 10 minutes (state is then
-steady: windows and dedup keys older than the watermark are evicted, sessions close a gap
-after their last event), then the figures are the mean of the last five progress reports.
+Each delay runs until both queries' watermarks have passed gap + 10 minutes of event time
+(state is then steady: windows and dedup keys older than the watermark are evicted, sessions
+close a gap after their last event), then the figures are the mean of the next five progress
+reports.
 The heap is the driver JVM's used heap after a full GC (`local[2]`: the executors run in it).
 """
 
@@ -111,6 +112,10 @@ def _state(progress: dict[str, Any]) -> tuple[float, float]:
     return rows, memory
 
 
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _dropped(progress: dict[str, Any]) -> int:
     return sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators", []))
 
@@ -146,16 +151,21 @@ def run_delay(
         .trigger(processingTime="2 seconds")
         .start()
     )
-    span = (delay + gap + timedelta(minutes=10)).total_seconds()
-    wall = span * args.event_rate / args.rows_per_second
-    print(f"delay {delay}: running {wall / 60:.1f} min of wall time", flush=True)
+    # Steady once event time has run delay + gap + 10 minutes: run until both watermarks
+    # (newest event time minus the delay) have passed that point, then sample 5 batches.
+    steady = START + gap + timedelta(minutes=10)
+    wall = (delay + gap + timedelta(minutes=10)).total_seconds() * args.event_rate
+    print(
+        f"delay {delay}: about {wall / args.rows_per_second / 60:.1f} min of wall time",
+        flush=True,
+    )
     samples: list[tuple[float, float, float, float, float]] = []
     dropped = 0
     seen_w: set[int] = set()
     seen_s: set[int] = set()
-    deadline = time.monotonic() + wall
+    sampled: set[int] = set()
     try:
-        while time.monotonic() < deadline or len(samples) < 5:
+        while len(samples) < 5:
             time.sleep(5)
             for query in (windows, sessions):
                 if query.exception() is not None:
@@ -169,17 +179,29 @@ def run_delay(
                         seen.add(recent["batchId"])
                         if query is windows:
                             dropped += _dropped(recent)
-            if time.monotonic() >= deadline - 25:
+            marks = [p.get("eventTime", {}).get("watermark") for p in (w, s)]
+            if not all(marks) or min(_time(m) for m in marks if m) < steady:
+                continue
+            if w["batchId"] not in sampled:
+                sampled.add(w["batchId"])
                 w_rows, w_mem = _state(w)
                 s_rows, s_mem = _state(s)
                 batch = w["durationMs"].get("triggerExecution", 0) / 1000.0
                 samples.append((w_rows, w_mem, s_rows, s_mem, batch))
+                if len(samples) == 1:
+                    metrics = {
+                        k: v
+                        for op in w.get("stateOperators", []) + s.get("stateOperators", [])
+                        for k, v in op.get("customMetrics", {}).items()
+                    }
+                    print(f"  state store metrics: {sorted(metrics)}", flush=True)
         end = w["sources"][0]["endOffset"]
         events_total = int(end) if isinstance(end, int) else 0
+        # While the queries run: what their batches keep on the driver's heap.
+        heap = heap_after_gc(spark)
     finally:
         windows.stop()
         sessions.stop()
-    heap = heap_after_gc(spark)
     shutil.rmtree(checkpoints, ignore_errors=True)
     last = samples[-5:]
     return Figures(
@@ -198,7 +220,7 @@ def run_delay(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delays", default="30s,1m,2m,5m,10m")
-    parser.add_argument("--rows-per-second", type=int, default=4000)
+    parser.add_argument("--rows-per-second", type=int, default=3000)
     parser.add_argument("--event-rate", type=int, default=400)
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--gap", type=duration, default=timedelta(minutes=30))
