@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from clickstream_common.lake import CommitMarker
+from clickstream_common.lake import CommitMarker, CommittedObject
 from clickstream_common.tables import EVENTS
 from stream_processor import correction
 from stream_processor.config import Settings
@@ -299,3 +299,47 @@ def test_windows_and_sessions_are_recomputed_from_every_committed_event(
     [merged] = result.rows.to_pylist()
     # "c" (m-3), "d" (m-1.5) and "a" (m+10 s) are one session now; the retry counts once.
     assert (merged["session_start"], merged["events"]) == (m - timedelta(minutes=3), 3)
+
+
+def committed_events(root: Path, batch: int) -> Committed:
+    keys = sorted(str(p.relative_to(root)) for p in root.rglob(f"batch-{batch:012d}.parquet"))
+    objects = [CommittedObject(key=k, rows=pq.read_metadata(root / k).num_rows) for k in keys]
+    return Committed(
+        f"processed/events/_commits/batch-{batch:012d}.json",
+        CommitMarker(dataset="events", batch_id=batch, objects=objects, committed_at=T0),
+    )
+
+
+def test_suspects_are_the_events_at_or_behind_the_watermark_that_read_them(tmp_path: Path) -> None:
+    lake = FolderLake(tmp_path)
+    m = T0 + timedelta(minutes=5)
+    write_events(
+        tmp_path,
+        1,
+        [
+            event_row("on-time", "u1", m + timedelta(minutes=3), 1),
+            event_row("late", "u2", m + timedelta(seconds=5), 1),
+            event_row("late-too", "u2", m + timedelta(minutes=1), 1),
+            event_row("bot", "u3", m, 1, user_agent_info_is_bot=True),
+        ],
+    )
+    write_events(tmp_path, 2, [event_row("early", "u4", m - timedelta(minutes=1), 2)])
+    batches = [committed_events(tmp_path, 1), committed_events(tmp_path, 2)]
+    # Batch 1 met watermark m + 1 min in the windows query, m in the sessions query; batch
+    # 2 is not read past yet by the sessions query.
+    found = correction.find_suspects(
+        lake, batches, {1: m + timedelta(minutes=1), 2: m}, {1: m}, exclude_bots=True
+    )
+    # At or behind the watermark: "late" (m + 5 s), "late-too" (m + 1 min), "early"; the bot
+    # is not aggregated at all; "on-time" is after it.
+    assert (found.windows_late, found.sessions_late) == (3, 0)
+    assert found.minutes == {m, m + timedelta(minutes=1), m - timedelta(minutes=1)}
+    assert found.sessions == []
+    with_bots = correction.find_suspects(
+        lake, batches[:1], {1: m}, {1: m + timedelta(seconds=5)}, exclude_bots=False
+    )
+    assert with_bots.minutes == {m}
+    assert sorted((p.user_key, p.first, p.last) for p in with_bots.sessions) == [
+        ("u2", m + timedelta(seconds=5), m + timedelta(seconds=5)),
+        ("u3", m, m),
+    ]
