@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clickstream_common.arrow import arrow_schema
 from clickstream_common.lake import (
     BatchName,
     CommitMarker,
@@ -36,21 +37,8 @@ from clickstream_common.schema import LogicalType
 from clickstream_common.tables import TABLES, MergeMode, TableSpec
 from clickstream_simulator.generator import ClickstreamGenerator
 
-ARROW: dict[LogicalType, pa.DataType] = {
-    LogicalType.STRING: pa.string(),
-    LogicalType.JSON: pa.string(),
-    LogicalType.LONG: pa.int64(),
-    LogicalType.DOUBLE: pa.float64(),
-    LogicalType.BOOLEAN: pa.bool_(),
-    LogicalType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-}
-
 # Values that break naive CSV or text handling; some events carry them.
 AWKWARD_QUERIES = ('say "hi", then\nleave', "", "café ☕ 😀", "back\\slash\ttab", "NULL")
-
-
-def arrow_schema(spec: TableSpec) -> pa.Schema:
-    return pa.schema([pa.field(c.name, ARROW[c.type], nullable=c.nullable) for c in spec.columns])
 
 
 def to_table(spec: TableSpec, rows: list[dict[str, Any]]) -> pa.Table:

@@ -42,6 +42,18 @@ def huge_path(seed: int) -> str:
     return "/" + "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(3000))
 
 
+def loader_cli(lake: Lake, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m warehouse_loader <args>` with the lake's loader settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "warehouse_loader", *args],
+        env=child_env(lake.loader_env() | {"PYTHONUNBUFFERED": "1"}),
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def without(batches: list[LakeBatch], removed: set[tuple[int, str]]) -> list[LakeBatch]:
     return [
         LakeBatch(b.batch_id, {d: r for d, r in b.rows.items() if (b.batch_id, d) not in removed})
@@ -92,25 +104,10 @@ def test_refused_values_cost_only_their_batch_and_replay_after_a_fix(
     # row counts); the markers, and their ledger rows, stay as they are.
     for batch_id, dataset in refused:
         write_objects(lake.s3, lake.bucket, dataset, batch_id, clean[(batch_id, dataset)])
-    env = child_env(lake.loader_env() | {"PYTHONUNBUFFERED": "1"})
-    listing = subprocess.run(
-        [sys.executable, "-m", "warehouse_loader", "quarantined"],
-        env=env,
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    listing = loader_cli(lake, "quarantined")
     assert listing.returncode == 0, listing.stderr
     assert "3 quarantined batch(es)" in listing.stdout
-    replay = subprocess.run(
-        [sys.executable, "-m", "warehouse_loader", "replay", "--all"],
-        env=env,
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    replay = loader_cli(lake, "replay", "--all")
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "3 of 3 batch(es) loaded" in replay.stdout
     assert snapshot(lake) == expected_tables(batches)
@@ -128,14 +125,7 @@ def test_a_batch_still_refused_after_replay_is_quarantined_again(
     loaders(lake.loader_env())
     write_all(lake.s3, lake.bucket, batches)
     wait_for(lambda: any(r[4] == "quarantined" for r in lake.ledger()), 90, what="the quarantine")
-    replay = subprocess.run(
-        [sys.executable, "-m", "warehouse_loader", "replay", "--table", "page_views_minute"],
-        env=child_env(lake.loader_env()),
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    replay = loader_cli(lake, "replay", "--table", "page_views_minute")
     assert replay.returncode == 1, replay.stdout + replay.stderr
     assert "0 of 1 batch(es) loaded" in replay.stdout
     [row] = [r for r in lake.ledger() if r[4] == "quarantined"]

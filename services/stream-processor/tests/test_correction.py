@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
+from clickstream_common.arrow import arrow_schema
 from clickstream_common.lake import CommitMarker, CommittedObject
 from clickstream_common.tables import EVENTS
 from stream_processor import correction
@@ -211,32 +212,13 @@ def event_row(event_id: str, user: str, at: datetime, batch: int, **fields: Any)
 def write_events(root: Path, batch: int, rows: list[dict[str, Any]]) -> None:
     from stream_processor.sinks import partitions_of
 
-    schema = pa.schema(
-        [
-            pa.field(c.name, correction_arrow_type(c.type), nullable=c.nullable)
-            for c in EVENTS.columns
-            # An object written before a column was added to the spec lacks it.
-            if c.name != "event_time_adjusted"
-        ]
-    )
+    # An object written before a column was added to the spec lacks it.
+    schema = arrow_schema(EVENTS, [c for c in EVENTS.column_names if c != "event_time_adjusted"])
     table = pa.Table.from_pylist(rows, schema=schema)
     for date, hour, part in partitions_of(table, "event_time"):
         folder = root / f"processed/events/date={date}/hour={hour}"
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(part, folder / f"batch-{batch:012d}.parquet")
-
-
-def correction_arrow_type(logical: Any) -> pa.DataType:
-    from clickstream_common.schema import LogicalType
-
-    return {
-        LogicalType.STRING: pa.string(),
-        LogicalType.JSON: pa.string(),
-        LogicalType.LONG: pa.int64(),
-        LogicalType.DOUBLE: pa.float64(),
-        LogicalType.BOOLEAN: pa.bool_(),
-        LogicalType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-    }[logical]
 
 
 @pytest.mark.spark

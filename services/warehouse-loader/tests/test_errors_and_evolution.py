@@ -176,3 +176,21 @@ def test_the_sweep_lists_each_kind_of_marker_apart() -> None:
     assert not low <= correction_key + ".json" < high
     low, high = key_range("sessions", BatchKind.CORRECTION, "")
     assert low <= correction_key + ".json" < high and not low <= stream_key < high
+
+
+def test_replay_selects_quarantined_versions_and_releases_only_those() -> None:
+    from warehouse_loader.replay import release_sql, select_quarantined_sql
+
+    statement, params = select_quarantined_sql("sessions", 7, None)
+    assert statement == (
+        "SELECT object_key, etag, table_name, batch_id, reason, loaded_at "
+        "FROM analytics.load_ledger WHERE status = 'quarantined' AND table_name = %s "
+        "AND batch_id = %s ORDER BY table_name, object_key"
+    )
+    assert params == ["sessions", 7]
+    assert select_quarantined_sql(None, None, None)[1] == []
+    # A loaded version is never released: only the quarantined row of that version goes.
+    assert release_sql() == (
+        "DELETE FROM analytics.load_ledger WHERE object_key = %s AND etag = %s "
+        "AND status = 'quarantined'"
+    )

@@ -65,6 +65,7 @@ from pydantic import BaseModel, ValidationError
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from clickstream_common.arrow import arrow_schema
 from clickstream_common.lake import (
     CORRECTION_STATE_KEY,
     PROCESSED_PREFIX,
@@ -78,7 +79,6 @@ from clickstream_common.lake import (
 )
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
-from clickstream_common.schema import LogicalType
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, SESSIONS, TableSpec
 from stream_processor import transforms
 from stream_processor.config import Settings
@@ -93,32 +93,9 @@ HOUR = timedelta(hours=1)
 ACTIVE_SPAN = timedelta(minutes=5)
 WINDOW_MARKERS = ACTIVE_USERS_5M  # every aggregated event is in an active-users window
 
-_ARROW_TYPES = {
-    LogicalType.STRING: pa.string(),
-    LogicalType.JSON: pa.string(),
-    LogicalType.LONG: pa.int64(),
-    LogicalType.DOUBLE: pa.float64(),
-    LogicalType.BOOLEAN: pa.bool_(),
-    LogicalType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-}
-EVENT_ARROW_TYPES = {c.name: _ARROW_TYPES[c.type] for c in EVENTS.columns}
-# What the aggregates and sessions read of an event (transforms.aggregate_columns), and the
-# batch that brought it (the oldest copy of an event wins, as in the warehouse).
-AGGREGATE_READ = (
-    "event_id",
-    "source",
-    "event_type",
-    "event_time",
-    "received_at",
-    "user_key",
-    "page_path",
-    "product_id",
-    "quantity",
-    "price",
-    "revenue",
-    "user_agent_info_is_bot",
-    "batch_id",
-)
+# What the aggregates and sessions read of an event, and the batch that brought it (the
+# oldest copy of an event wins, as in the warehouse).
+AGGREGATE_READ = (*transforms.AGGREGATE_SOURCE_COLUMNS, "batch_id")
 
 RUNS = Counter("processor_correction_runs_total", "Correction passes completed")
 FAILURES = Counter("processor_correction_failures_total", "Correction passes that failed")
@@ -166,6 +143,16 @@ def floor_minute(t: datetime) -> datetime:
 
 def floor_hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """The hours (lake partitions) that [start, end) touches."""
+    hours = []
+    hour = floor_hour(start)
+    while hour < end:
+        hours.append(hour)
+        hour += HOUR
+    return hours
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,7 +233,7 @@ class LakeIndex:
     ) -> pa.Table:
         """Columns of the events objects `keys`, rows matching `where` (columns an object
         predates are NULL: its schema is the current spec's)."""
-        schema = pa.schema([pa.field(c, EVENT_ARROW_TYPES[c]) for c in columns])
+        schema = arrow_schema(EVENTS, columns)
         if not keys:
             return schema.empty_table()
         dataset = ds.dataset(
@@ -585,30 +572,16 @@ def recompute_sessions(
     tables: list[pa.Table] = []
     pending: list[PendingSession] = []
     skipped = 0
-    users = 0
+    corrected_users = 0
     margin = gap + HOUR
     todo = list(seeds)
     while todo:
         read_from = min(s.first for s in todo) - margin
         read_to = max(s.last for s in todo) + margin
-        hours = []
-        h = floor_hour(read_from)
-        while h < read_to:
-            hours.append(h)
-            h += HOUR
-        events = read_events(spark, lake, lake.event_objects(hours, upto))
-        if events is None:
-            pending += todo
-            break
-        wanted = spark.createDataFrame(
-            [(u,) for u in {s.user_key for s in todo}], "user_key string"
-        )
-        chosen = aggregate_ready(
-            events.join(F.broadcast(wanted), "user_key").where(
-                (F.col("event_time") >= F.lit(read_from)) & (F.col("event_time") < F.lit(read_to))
-            ),
-            settings,
-        )
+        wanted = pa.array(sorted({s.user_key for s in todo}), pa.string())
+        where = ds.field("user_key").isin(wanted) & _ranges([read_from], read_to - read_from)
+        keys = lake.event_objects(hours_between(read_from, read_to), upto)
+        chosen = aggregate_ready(read_events(spark, lake, keys, where), settings)
         computed = transforms.sessions(chosen, settings.processor_session_gap).toArrow()
         spans: dict[str, list[tuple[datetime, datetime]]] = {}
         for row in computed.select(["user_key", "session_start", "session_end"]).to_pylist():
@@ -630,7 +603,7 @@ def recompute_sessions(
                 pa.bool_(),
             )
             tables.append(computed.filter(keep))
-            users += len(verdicts.emit)
+            corrected_users += len(verdicts.emit)
         todo = []
         if verdicts.widen:
             margin *= 2
@@ -643,7 +616,7 @@ def recompute_sessions(
             else:
                 todo = verdicts.widen
     rows = pa.concat_tables(tables) if tables else None
-    return SessionsResult(rows, users, pending, skipped)
+    return SessionsResult(rows, corrected_users, pending, skipped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -730,6 +703,35 @@ def write_corrections(
     return markers, rows
 
 
+@dataclass
+class Snapshot:
+    """The lake as a pass sees it: new events batches, the stateful queries' markers since
+    the state's pointers, and the horizons they give."""
+
+    batches: list[Committed]
+    windows: list[Committed]
+    sessions: list[Committed]
+    upto: int  # the newest committed events batch
+    windows_horizon: datetime | None
+    sessions_horizon: datetime | None
+
+
+def take_snapshot(lake: LakeIndex, state: CorrectionState) -> Snapshot:
+    examined = min(state.windows_examined, state.sessions_examined)
+    start = commit_marker_key(EVENTS.name, examined) if examined >= 0 else ""
+    batches = lake.committed(EVENTS.name, start)
+    windows = lake.committed(WINDOW_MARKERS.name, state.windows_marker)
+    sessions = lake.committed(SESSIONS.name, state.sessions_marker)
+    w_horizon, s_horizon = state.windows_horizon, state.sessions_horizon
+    if batches:
+        lake_end = batches[-1].marker
+        # Horizons never go back (a pass may see fewer markers than the last one did).
+        w_horizon = max(filter(None, (horizon(windows, lake_end), w_horizon)), default=None)
+        s_horizon = max(filter(None, (horizon(sessions, lake_end), s_horizon)), default=None)
+    upto = batches[-1].batch_id if batches else state.events_batch
+    return Snapshot(batches, windows, sessions, upto, w_horizon, s_horizon)
+
+
 def correct_pending(
     spark: SparkSession,
     lake: LakeIndex,
@@ -743,15 +745,12 @@ def correct_pending(
     report = CorrectionReport()
     step = _Steps(progress, report)
     step("markers", "reading commit markers")
-    examined = min(state.windows_examined, state.sessions_examined)
-    start = commit_marker_key(EVENTS.name, examined) if examined >= 0 else ""
-    batches = lake.committed(EVENTS.name, start)
-    if not batches and state.events_batch < 0:
+    snap = take_snapshot(lake, state)
+    batches, windows, sessions, upto = snap.batches, snap.windows, snap.sessions, snap.upto
+    w_horizon, s_horizon = snap.windows_horizon, snap.sessions_horizon
+    if upto < 0:
         step("", "nothing committed yet")
         return report
-    windows = lake.committed(WINDOW_MARKERS.name, state.windows_marker)
-    sessions = lake.committed(SESSIONS.name, state.sessions_marker)
-    upto = batches[-1].batch_id if batches else state.events_batch
     report.events_batch = upto
 
     step("late", "finding late events")
@@ -759,16 +758,6 @@ def correct_pending(
     s_new = [b for b in batches if b.batch_id > state.sessions_examined]
     w_cover, w_used = cover(w_new, windows)
     s_cover, s_used = cover(s_new, sessions)
-    if batches:
-        lake_end = batches[-1].marker
-        w_horizon = max(
-            filter(None, (horizon(windows, lake_end), state.windows_horizon)), default=None
-        )
-        s_horizon = max(
-            filter(None, (horizon(sessions, lake_end), state.sessions_horizon)), default=None
-        )
-    else:
-        w_horizon, s_horizon = state.windows_horizon, state.sessions_horizon
     covered = [b for b in batches if b.batch_id in w_cover or b.batch_id in s_cover]
     report.lake_batches = len(covered)
     suspects = find_suspects(lake, covered, w_cover, s_cover, settings.processor_exclude_bots)
@@ -837,21 +826,12 @@ def correct_range(
     report = CorrectionReport()
     step = _Steps(progress, report)
     step("markers", "reading commit markers")
-    examined = min(state.windows_examined, state.sessions_examined)
-    batches = lake.committed(
-        EVENTS.name, commit_marker_key(EVENTS.name, examined) if examined >= 0 else ""
-    )
-    upto = batches[-1].batch_id if batches else state.events_batch
+    snap = take_snapshot(lake, state)
+    upto, w_horizon, s_horizon = snap.upto, snap.windows_horizon, snap.sessions_horizon
     if upto < 0:
+        step("", "nothing committed yet")
         return report
     report.events_batch = upto
-    lake_end = batches[-1].marker if batches else None
-    w_horizon, s_horizon = state.windows_horizon, state.sessions_horizon
-    if lake_end is not None:
-        windows = lake.committed(WINDOW_MARKERS.name, state.windows_marker)
-        sessions = lake.committed(SESSIONS.name, state.sessions_marker)
-        w_horizon = max(filter(None, (horizon(windows, lake_end), w_horizon)), default=None)
-        s_horizon = max(filter(None, (horizon(sessions, lake_end), s_horizon)), default=None)
     report.windows_horizon, report.sessions_horizon = w_horizon, s_horizon
 
     start, end = floor_minute(start.astimezone(UTC)), end.astimezone(UTC)
@@ -866,29 +846,21 @@ def correct_range(
     window_tables = recompute_windows(spark, lake, ready, upto, settings)
 
     step("users", "finding the users of the range")
-    hours = []
-    h = floor_hour(start)
-    while h < end:
-        hours.append(h)
-        h += HOUR
-    events = read_events(spark, lake, lake.event_objects(hours, upto))
-    seeds: list[PendingSession] = []
-    if events is not None:
-        users = (
-            aggregate_ready(
-                events.where(
-                    (F.col("event_time") >= F.lit(start)) & (F.col("event_time") < F.lit(end))
-                ),
-                settings,
-            )
-            .groupBy("user_key")
-            .agg(F.min("event_time").alias("first"), F.max("event_time").alias("last"))
-            .toArrow()
+    # Every user with an event in the range (bots aside when they are left out).
+    events = lake.read(
+        lake.event_objects(hours_between(start, end), upto),
+        ("event_time", "user_key", "user_agent_info_is_bot"),
+        _ranges([start], end - start),
+    )
+    if settings.processor_exclude_bots:
+        events = events.filter(pc.invert(pc.fill_null(events["user_agent_info_is_bot"], False)))
+    users = events.group_by("user_key").aggregate([("event_time", "min"), ("event_time", "max")])
+    seeds = [
+        PendingSession(
+            user_key=r["user_key"], first=utc(r["event_time_min"]), last=utc(r["event_time_max"])
         )
-        seeds = [
-            PendingSession(user_key=r["user_key"], first=utc(r["first"]), last=utc(r["last"]))
-            for r in users.to_pylist()
-        ]
+        for r in users.to_pylist()
+    ]
     step("sessions", f"recomputing the sessions of {len(seeds)} user(s)")
     sessions_result = recompute_sessions(spark, lake, seeds, upto, s_horizon, settings)
     report.pending_sessions = len(sessions_result.pending)

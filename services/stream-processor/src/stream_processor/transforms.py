@@ -300,23 +300,28 @@ def aggregate_input(kafka_records: DataFrame) -> DataFrame:
     return aggregate_columns(cleaned.where(F.col("error_reason").isNull()))
 
 
+# The cleaned event columns the aggregates and sessions read.
+AGGREGATE_SOURCE_COLUMNS = (
+    "event_id",
+    "source",
+    "event_type",
+    "event_time",
+    "received_at",
+    "user_key",
+    "page_path",
+    "product_id",
+    "quantity",
+    "price",
+    "revenue",
+    "user_agent_info_is_bot",
+)
+
+
 def aggregate_columns(events: DataFrame) -> DataFrame:
     """Cleaned valid events (a stream's, or the lake's `events` data set read back by the
     correction pass) narrowed to what the aggregates and sessions read."""
-    return events.select(
-        "event_id",
-        "source",
-        "event_type",
-        "event_time",
-        "received_at",
-        "user_key",
-        "page_path",
-        "product_id",
-        "quantity",
-        "price",
-        "revenue",
-        F.coalesce(F.col("user_agent_info_is_bot"), F.lit(False)).alias("is_bot"),
-    )
+    *plain, is_bot = AGGREGATE_SOURCE_COLUMNS
+    return events.select(*plain, F.coalesce(F.col(is_bot), F.lit(False)).alias("is_bot"))
 
 
 def deduplicate(events: DataFrame, watermark_delay: str) -> DataFrame:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from clickstream_common.arrow import ARROW_TYPES
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import TableSpec
 
@@ -24,16 +25,6 @@ class PoisonBatch(Exception):  # a condition of the batch, not a failure of ours
         super().__init__(reason if object_key is None else f"{object_key}: {reason}")
         self.reason = str(self)
         self.object_key = object_key
-
-
-ARROW_TYPES: dict[LogicalType, pa.DataType] = {
-    LogicalType.STRING: pa.string(),
-    LogicalType.JSON: pa.string(),  # JSON text; PostgreSQL parses it into JSONB
-    LogicalType.LONG: pa.int64(),
-    LogicalType.DOUBLE: pa.float64(),
-    LogicalType.BOOLEAN: pa.bool_(),
-    LogicalType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-}
 
 
 def _is_text(t: pa.DataType) -> bool:
