@@ -24,6 +24,7 @@ def test_defaults_match_contracts(tmp_path: Path) -> None:
     )
     assert (c.prometheus_port, c.ingest_port) == (19090, 18080)
     assert (c.processor_metrics_port, c.loader_metrics_port) == (18091, 18092)
+    assert c.correction_metrics_port == 18093
     assert TOPIC_PARTITIONS == {
         "clickstream.events": 6,
         "clickstream.events.dlq": 3,
@@ -75,6 +76,7 @@ def test_prometheus_config_scrapes_services(tmp_path: Path) -> None:
         ("ingest-api", c.ingest_port),
         ("stream-processor", c.processor_metrics_port),
         ("warehouse-loader", c.loader_metrics_port),
+        ("correction", c.correction_metrics_port),
     ]:
         assert f'job_name: "{job}"' in text
         assert f"127.0.0.1:{port}" in text

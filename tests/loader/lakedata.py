@@ -25,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clickstream_common.arrow import arrow_schema
 from clickstream_common.lake import (
+    BatchName,
     CommitMarker,
     CommittedObject,
     commit_marker_key,
@@ -35,21 +37,8 @@ from clickstream_common.schema import LogicalType
 from clickstream_common.tables import TABLES, MergeMode, TableSpec
 from clickstream_simulator.generator import ClickstreamGenerator
 
-ARROW: dict[LogicalType, pa.DataType] = {
-    LogicalType.STRING: pa.string(),
-    LogicalType.JSON: pa.string(),
-    LogicalType.LONG: pa.int64(),
-    LogicalType.DOUBLE: pa.float64(),
-    LogicalType.BOOLEAN: pa.bool_(),
-    LogicalType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-}
-
 # Values that break naive CSV or text handling; some events carry them.
 AWKWARD_QUERIES = ('say "hi", then\nleave', "", "café ☕ 😀", "back\\slash\ttab", "NULL")
-
-
-def arrow_schema(spec: TableSpec) -> pa.Schema:
-    return pa.schema([pa.field(c.name, ARROW[c.type], nullable=c.nullable) for c in spec.columns])
 
 
 def to_table(spec: TableSpec, rows: list[dict[str, Any]]) -> pa.Table:
@@ -344,12 +333,10 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def write_batch(
-    s3: Any, bucket: str, dataset: str, batch_id: int, rows: list[dict[str, Any]]
-) -> CommitMarker | None:
-    """Parquet objects per date/hour partition, then the commit marker last (the protocol)."""
-    if not rows:
-        return None
+def write_objects(
+    s3: Any, bucket: str, dataset: str, batch: int | BatchName, rows: list[dict[str, Any]]
+) -> list[CommittedObject]:
+    """The batch's Parquet objects, one per date/hour partition (no marker)."""
     spec = TABLES[dataset]
     parts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -357,20 +344,31 @@ def write_batch(
         parts[(f"{t:%Y-%m-%d}", f"{t:%H}")].append(row)
     objects = []
     for (date, hour), part in sorted(parts.items()):
-        key = processed_object_key(dataset, date, hour, batch_id)
+        key = processed_object_key(dataset, date, hour, batch)
         s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(to_table(spec, part)))
         objects.append(CommittedObject(key=key, rows=len(part)))
+    return objects
+
+
+def write_batch(
+    s3: Any, bucket: str, dataset: str, batch: int | BatchName, rows: list[dict[str, Any]]
+) -> CommitMarker | None:
+    """Parquet objects per date/hour partition, then the commit marker last (the protocol)."""
+    if not rows:
+        return None
+    name = batch if isinstance(batch, BatchName) else BatchName.stream(batch)
+    objects = write_objects(s3, bucket, dataset, name, rows)
     marker = CommitMarker(
-        dataset=dataset, batch_id=batch_id, objects=objects, committed_at=datetime.now(UTC)
+        dataset=dataset, batch_id=name.batch_id, objects=objects, committed_at=datetime.now(UTC)
     )
-    put_marker(s3, bucket, marker)
+    put_marker(s3, bucket, marker, commit_marker_key(dataset, name))
     return marker
 
 
-def put_marker(s3: Any, bucket: str, marker: CommitMarker) -> None:
+def put_marker(s3: Any, bucket: str, marker: CommitMarker, key: str | None = None) -> None:
     s3.put_object(
         Bucket=bucket,
-        Key=commit_marker_key(marker.dataset, marker.batch_id),
+        Key=key or commit_marker_key(marker.dataset, marker.batch_id),
         Body=marker.model_dump_json().encode(),
         ContentType="application/json",
     )

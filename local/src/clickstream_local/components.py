@@ -541,6 +541,7 @@ class Prometheus(Component):
             ("ingest-api", c.ingest_port),
             ("stream-processor", c.processor_metrics_port),
             ("warehouse-loader", c.loader_metrics_port),
+            ("correction", c.correction_metrics_port),
         ]
         lines = [
             "# Written by clickstream_local; regenerated on every start.",

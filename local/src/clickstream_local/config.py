@@ -35,6 +35,7 @@ _PORT_FIELDS = (
     "processor_metrics_port",
     "loader_metrics_port",
     "kafka_secure_port",
+    "correction_metrics_port",
 )
 
 
@@ -82,6 +83,7 @@ class StackConfig:
     # kafka_security is "SASL_SSL"; with "PLAINTEXT" (the default) it is not opened.
     kafka_secure_port: int = 19094
     kafka_security: str = "PLAINTEXT"
+    correction_metrics_port: int = 18093
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"

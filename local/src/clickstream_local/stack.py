@@ -16,13 +16,15 @@ from clickstream_local.config import (
     S3_SECRET_KEY,
     StackConfig,
 )
+from clickstream_local.correction import CORRECTION, CorrectionLoop
 from clickstream_local.services import SERVICE_MODULES, Service
 from clickstream_local.supervisor import ReadinessError, Supervisor
 
 # Start order. Slow parts come first so they boot while the next ones are set up; s3 comes
 # after kafka is ready because versitygw exits when it cannot send its test event.
 PLATFORM = ("kafka", "postgres", "prometheus", "s3")
-SERVICES = tuple(SERVICE_MODULES)
+# The late-data correction pass runs beside the services (clickstream_local.correction).
+SERVICES = (*SERVICE_MODULES, CORRECTION)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class Stack:
             Prometheus(config, self.supervisor),
             S3(config, self.supervisor),
         ]
-        parts += [Service(name, config, self.supervisor) for name in SERVICES]
+        parts += [Service(name, config, self.supervisor) for name in SERVICE_MODULES]
+        parts.append(CorrectionLoop(config, self.supervisor))
         self.components: dict[str, Component] = {c.name: c for c in parts}
 
     def _say(self, message: str) -> None:

@@ -19,8 +19,8 @@ from warehouse_loader.batches import (
     footer_metadata,
     open_parquet,
 )
+from warehouse_loader.errors import is_unavailable
 from warehouse_loader.reconcile import ListedMarker, advance, notice_for, unrecorded
-from warehouse_loader.service import is_unavailable
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -158,3 +158,30 @@ def test_unavailable_means_wait_not_quarantine() -> None:
     assert not is_unavailable(_client_error("NoSuchKey", 404))
     assert not is_unavailable(psycopg.errors.UndefinedColumn("no such column"))
     assert not is_unavailable(ValueError("bug"))
+
+
+def test_an_object_older_than_a_nullable_column_reads_it_as_null() -> None:
+    # Sessions written before entry_page and exit_page existed (say): they load with NULLs,
+    # on the PostgreSQL path; a NOT NULL column can never be missing.
+    row = {
+        "session_key": "k",
+        "user_key": "u",
+        "session_start": START,
+        "session_end": START,
+        "duration_seconds": 0.0,
+        "events": 1,
+        "page_views": 1,
+        "products_viewed": 0,
+        "converted": False,
+        "revenue": 0.0,
+        "batch_id": 3,
+    }
+    old = pa.Table.from_pylist([row])
+    [out] = conformed_batches(open_parquet(_parquet(old)), SESSIONS, 1)
+    assert out.column_names == list(SESSIONS.column_names)
+    assert out["entry_page"].to_pylist() == [None] and out["exit_page"].type == pa.string()
+    with pytest.raises(PoisonBatch, match="missing column 'user_key'"):
+        conform(old.drop_columns(["user_key"]), SESSIONS)
+    # Redshift's COPY matches columns by position: there the object must have them all.
+    with pytest.raises(PoisonBatch, match="differ from the sessions table"):
+        check_footer(open_parquet(_parquet(old)).metadata, SESSIONS, 1)

@@ -15,7 +15,12 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from clickstream_common.lake import CommitMarker, CommittedObject, commit_marker_key
+from clickstream_common.lake import (
+    CORRECTION_BATCH_BASE,
+    CommitMarker,
+    CommittedObject,
+    commit_marker_key,
+)
 from clickstream_common.tables import (
     ACTIVE_USERS_5M,
     EVENTS,
@@ -49,6 +54,7 @@ def all_redshift_statements() -> list[str]:
             sql.copy_from_s3_sql(spec, "s3://lake/m.json", ROLE, manifest=True),
             sql.copy_from_s3_sql(spec, "s3://lake/a.parquet", ROLE, manifest=False),
             *sql.merge_sql(spec, Dialect.REDSHIFT),
+            *sql.correction_statements(spec, Dialect.REDSHIFT, CORRECTION_BATCH_BASE + 7),
         ]
     return [
         *statements,
@@ -59,6 +65,16 @@ def all_redshift_statements() -> list[str]:
         sql.recorded_markers_sql(),
         sql.create_migrations_table_sql(),
         sql.record_migration_sql(Dialect.REDSHIFT),
+        sql.existing_columns_sql(),
+        # Every nullable column missing, and one table missing altogether.
+        *sql.evolve_schema_sql(
+            {
+                t.name: {c.name for c in t.columns if not c.nullable}
+                for t in TABLES.values()
+                if t is not SESSIONS
+            },
+            Dialect.REDSHIFT,
+        ),
     ]
 
 
@@ -139,7 +155,8 @@ def test_redshift_upsert_deletes_older_rows_then_inserts_the_newest() -> None:
 def test_redshift_insert_only_keeps_the_oldest_and_parses_json() -> None:
     delete, insert = sql.merge_sql(EVENTS, Dialect.REDSHIFT)
     assert delete.endswith("AND analytics.events.batch_id > s.batch_id")
-    assert "PARTITION BY event_id ORDER BY batch_id ASC" in insert
+    assert "PARTITION BY source, event_id ORDER BY batch_id ASC" in insert
+    assert "ON cur.source = s.source AND cur.event_id = s.event_id" in insert
     assert "JSON_PARSE(s.properties)" in insert
     assert 's."timestamp"' in insert
 

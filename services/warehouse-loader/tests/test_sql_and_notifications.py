@@ -31,8 +31,12 @@ def test_upsert_lets_only_a_newer_batch_win() -> None:
 
 def test_insert_only_keeps_the_oldest_batch_whatever_the_load_order() -> None:
     [statement] = sql.merge_sql(EVENTS)
-    assert "SELECT DISTINCT ON (event_id)" in statement
-    assert "ORDER BY event_id, batch_id ASC ON CONFLICT (event_id) DO UPDATE SET" in statement
+    # An event_id is unique within its source: the key is (source, event_id).
+    assert "SELECT DISTINCT ON (source, event_id)" in statement
+    assert (
+        "ORDER BY source, event_id, batch_id ASC ON CONFLICT (source, event_id) DO UPDATE SET"
+        in statement
+    )
     assert statement.endswith("WHERE analytics.events.batch_id > EXCLUDED.batch_id")
     # The reserved word is quoted, in the column list and in the update.
     assert ', "timestamp", ' in statement
@@ -66,8 +70,8 @@ def test_ledger_claim_skips_a_version_already_claimed() -> None:
 
 def test_migrations_are_versioned_and_create_everything() -> None:
     steps = sql.migrations(Dialect.POSTGRES)
-    assert [v for v, _ in steps] == [1, 2]
-    v1, v2 = ("\n".join(s) for _, s in steps)
+    assert [v for v, _ in steps] == [1, 2, 3]
+    v1, v2, v3 = ("\n".join(s) for _, s in steps)
     assert "CREATE SCHEMA IF NOT EXISTS analytics" in v1
     for table in (
         "events",
@@ -94,10 +98,17 @@ def test_migrations_are_versioned_and_create_everything() -> None:
         "load_status",
     ):
         assert f"CREATE OR REPLACE VIEW analytics.{view} AS" in v2
-    # Every statement can run again (IF NOT EXISTS / OR REPLACE).
+    # v3: the per-source events key, the ranges corrections replace, load_status by kind.
+    assert "DROP CONSTRAINT IF EXISTS events_pkey" in v3
+    assert "ADD CONSTRAINT events_pkey PRIMARY KEY (source, event_id)" in v3
+    assert "CREATE TABLE IF NOT EXISTS analytics.replaced_ranges (" in v3
+    assert "AS corrections_loaded" in v3
+    # Every statement can run again (IF NOT EXISTS / OR REPLACE / a key dropped, then added).
     for _, statements in steps:
         for statement in statements:
-            assert "IF NOT EXISTS" in statement or "OR REPLACE" in statement, statement
+            again = "IF NOT EXISTS" in statement or "OR REPLACE" in statement
+            again = again or "IF EXISTS" in statement
+            assert again or "ADD CONSTRAINT events_pkey" in statement, statement
 
 
 def _record(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlparse
+
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,3 +40,16 @@ class S3Settings(BaseSettings):
             "aws_access_key_id": self.aws_access_key_id,
             "aws_secret_access_key": secret.get_secret_value() if secret else None,
         }
+
+    def arrow_filesystem_kwargs(self) -> dict[str, Any]:
+        """Arguments for `pyarrow.fs.S3FileSystem(...)`: the same endpoint, region and keys
+        (no keys: the AWS SDK's default chain, IRSA included)."""
+        kwargs: dict[str, Any] = {"region": self.s3_region}
+        if self.s3_endpoint_url:
+            endpoint = urlparse(self.s3_endpoint_url)
+            kwargs["endpoint_override"] = endpoint.netloc
+            kwargs["scheme"] = endpoint.scheme or "https"
+        if self.aws_access_key_id and self.aws_secret_access_key:
+            kwargs["access_key"] = self.aws_access_key_id
+            kwargs["secret_key"] = self.aws_secret_access_key.get_secret_value()
+        return kwargs

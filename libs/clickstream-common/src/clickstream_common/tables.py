@@ -32,6 +32,20 @@ class MergeMode(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReplaceScope:
+    """How a correction replaces the set of rows of a range, not only the rows of its keys.
+
+    A correction batch holds, for each value of `group` it names, every row whose `start`
+    lies between the lowest `start` and the highest `end` of its rows for that value; older
+    rows of that value in that span are deleted (sessions that a late event merged or moved).
+    """
+
+    group: str
+    start: str
+    end: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str
     columns: tuple[Column, ...]
@@ -40,6 +54,7 @@ class TableSpec:
     sort_key: str
     dist_key: str | None = None  # Redshift: DISTKEY column; None -> DISTSTYLE ALL (small tables)
     time_column: str = "window_start"  # what the lake partitions the data set by (date/hour)
+    replace_scope: ReplaceScope | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -101,7 +116,9 @@ EVENTS = TableSpec(
         *EVENT_DERIVED_COLUMNS,
         BATCH_ID,
     ),
-    key=("event_id",),
+    # An event_id is unique within its source (the write key's): one source cannot shadow
+    # another's event by sending its id first.
+    key=("source", "event_id"),
     merge=MergeMode.INSERT_NEW,
     sort_key="event_time",
     dist_key="user_key",
@@ -190,6 +207,7 @@ SESSIONS = TableSpec(
     sort_key="session_start",
     dist_key="user_key",
     time_column="session_start",
+    replace_scope=ReplaceScope(group="user_key", start="session_start", end="session_end"),
 )
 
 TABLES: dict[str, TableSpec] = {

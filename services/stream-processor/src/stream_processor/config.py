@@ -44,3 +44,11 @@ class Settings(CommonSettings, S3Settings):
     # Any Spark setting (JSON object of strings), applied last over the job's own settings;
     # the chart's streamProcessor.sparkConf.
     processor_spark_conf: dict[str, str] = {}
+    # The late-data correction pass (stream_processor.correction).
+    # `correct --every`: seconds between passes of the local stack's scheduled component.
+    processor_correction_interval_seconds: float = 120.0
+    # Sessions of late events are recomputed from a read range widened until each session is
+    # whole; a session longer than this is left as the stream closed it (and logged).
+    processor_correction_max_session_hours: float = 24.0
+    # /metrics of the scheduled correction loop.
+    processor_correction_metrics_port: int = 9093

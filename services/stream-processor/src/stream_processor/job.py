@@ -33,6 +33,7 @@ from stream_processor import metrics, transforms
 from stream_processor.config import Settings
 from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.live_figures import LiveFigures
+from stream_processor.progress import BatchProgress, batch_progress
 from stream_processor.session import build_session
 from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
 
@@ -70,9 +71,16 @@ def _freshness(query: str, newest: datetime | None) -> None:
 class BatchWriters:
     """The foreachBatch functions: DataFrames in, lake objects and commit markers out."""
 
-    def __init__(self, writer: LakeWriter) -> None:
+    def __init__(
+        self,
+        writer: LakeWriter,
+        progress: Callable[[str, int], BatchProgress] | None = None,
+    ) -> None:
         self.writer = writer
         self.live = LiveFigures()
+        # The watermark and input offsets Spark recorded for a query's batch: the commit
+        # markers carry them for the late-data correction pass (stream_processor.correction).
+        self.progress = progress or (lambda query, batch_id: BatchProgress(None, None))
 
     def lake(self, records: DataFrame, batch_id: int) -> None:
         # One Spark job: the records are read from Kafka and parsed once, then split here.
@@ -91,19 +99,42 @@ class BatchWriters:
         valid = first_per_key(table.filter(pc.invert(rejected)), "event_id")
         rows = table_for(EVENTS, valid, batch_id)
         newest = max_timestamp(rows, "received_at")
-        self.writer.write_table(EVENTS.name, rows, batch_id, EVENTS.time_column, newest)
+        offsets = self.progress(LAKE, batch_id).source_offsets
+        self.writer.write_table(
+            EVENTS.name, rows, batch_id, EVENTS.time_column, newest, source_offsets=offsets
+        )
         _freshness(LAKE, newest)
 
     def windows(self, aggregates: DataFrame, batch_id: int) -> None:
         # One collect of the update-mode output (the state is touched once), split here.
         table = transforms.window_rows(aggregates).toArrow()
+        progress = self.progress(WINDOWS, batch_id)
         if table.num_rows == 0:
+            # Still a marker (without objects) for its watermark and offsets: the correction
+            # pass bounds the watermark each event met by the first batch that read past it.
+            self.writer.write_table(
+                ACTIVE_USERS_5M.name,
+                table_for(ACTIVE_USERS_5M, table, batch_id),
+                batch_id,
+                ACTIVE_USERS_5M.time_column,
+                watermark=progress.watermark,
+                source_offsets=progress.source_offsets,
+                keep_empty=True,
+            )
             return
         newest = max_timestamp(table, "max_received_at")
         written = {}
         for spec in transforms.WINDOW_DATASETS:
             rows = table_for(spec, table.filter(pc.equal(table["dataset"], spec.name)), batch_id)
-            self.writer.write_table(spec.name, rows, batch_id, spec.time_column, newest)
+            self.writer.write_table(
+                spec.name,
+                rows,
+                batch_id,
+                spec.time_column,
+                newest,
+                watermark=progress.watermark,
+                source_offsets=progress.source_offsets,
+            )
             written[spec.name] = rows
         _freshness(WINDOWS, newest)
         self.live.observe(
@@ -113,12 +144,22 @@ class BatchWriters:
 
     def sessions(self, closed: DataFrame, batch_id: int) -> None:
         table = closed.toArrow()
-        if table.num_rows == 0:
-            return
         newest = max_timestamp(table, "max_received_at")
         rows = table_for(SESSIONS, table, batch_id)
-        # No freshness sample: a session is written by design only a gap after its end.
-        self.writer.write_table(SESSIONS.name, rows, batch_id, SESSIONS.time_column, newest)
+        progress = self.progress(SESSIONS_QUERY, batch_id)
+        # No freshness sample: a session is written by design only a gap after its end. A
+        # batch that closes no session still commits an empty marker for its watermark and
+        # offsets (the correction pass reads them).
+        self.writer.write_table(
+            SESSIONS.name,
+            rows,
+            batch_id,
+            SESSIONS.time_column,
+            newest,
+            watermark=progress.watermark,
+            source_offsets=progress.source_offsets,
+            keep_empty=True,
+        )
 
 
 def start_queries(
@@ -126,7 +167,9 @@ def start_queries(
 ) -> list[StreamingQuery]:
     checkpoints = settings.processor_checkpoint_location.rstrip("/")
     trigger = settings.processor_trigger_interval
-    batches = BatchWriters(writer)
+    batches = BatchWriters(
+        writer, lambda query, batch_id: batch_progress(spark, f"{checkpoints}/{query}", batch_id)
+    )
     context = spark.sparkContext
 
     def start(

@@ -21,8 +21,10 @@ from pyspark.sql import DataFrame
 
 from clickstream_common.lake import (
     RAW_PREFIX,
+    BatchName,
     CommitMarker,
     CommittedObject,
+    SourceOffsets,
     commit_marker_key,
     error_object_key,
     processed_object_key,
@@ -138,34 +140,46 @@ class LakeWriter:
         self,
         dataset: str,
         table: pa.Table,
-        batch_id: int,
+        batch_id: int | BatchName,
         time_column: str,
         max_received_at: datetime | None = None,
+        *,
+        watermark: datetime | None = None,
+        source_offsets: SourceOffsets | None = None,
+        keep_empty: bool = False,
     ) -> CommitMarker | None:
-        """Parquet objects per date/hour of `time_column`, then the commit marker last."""
-        if table.num_rows == 0:
+        """Parquet objects per date/hour of `time_column`, then the commit marker last.
+
+        `batch_id` is a stream batch's id, or the name of a correction (clickstream_common.lake);
+        `watermark` and `source_offsets` are what Spark recorded for the batch (progress.py);
+        `keep_empty` commits a marker without objects for a batch without rows.
+        """
+        if table.num_rows == 0 and not keep_empty:
             return None
+        name = batch_id if isinstance(batch_id, BatchName) else BatchName.stream(batch_id)
         objects = []
         for date, hour, part in partitions_of(table, time_column):
-            key = processed_object_key(dataset, date, hour, batch_id)
+            key = processed_object_key(dataset, date, hour, name)
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=parquet_bytes(part))
             objects.append(CommittedObject(key=key, rows=part.num_rows))
         marker = CommitMarker(
             dataset=dataset,
-            batch_id=batch_id,
+            batch_id=name.batch_id,
             objects=objects,
             committed_at=datetime.now(UTC),
             max_received_at=max_received_at,
+            watermark=watermark,
+            source_offsets=source_offsets,
         )
         self.s3.put_object(
             Bucket=self.bucket,
-            Key=commit_marker_key(dataset, batch_id),
+            Key=commit_marker_key(dataset, name),
             Body=marker.model_dump_json().encode(),
             ContentType="application/json",
         )
         log.info(
             "batch committed",
-            extra={"dataset": dataset, "batch_id": batch_id, "rows": table.num_rows},
+            extra={"dataset": dataset, "batch_id": name.batch_id, "rows": table.num_rows},
         )
         return marker
 

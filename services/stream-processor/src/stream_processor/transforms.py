@@ -297,19 +297,31 @@ def raw_zone(kafka_records: DataFrame) -> DataFrame:
 def aggregate_input(kafka_records: DataFrame) -> DataFrame:
     """Valid events with only what the aggregates read (a narrow, cheaper JSON read)."""
     cleaned = clean_events(parse_records(kafka_records, CORE_SCHEMA), fields=CORE_FIELDS)
-    return cleaned.where(F.col("error_reason").isNull()).select(
-        "event_id",
-        "event_type",
-        "event_time",
-        "received_at",
-        "user_key",
-        "page_path",
-        "product_id",
-        "quantity",
-        "price",
-        "revenue",
-        F.coalesce(F.col("user_agent_info_is_bot"), F.lit(False)).alias("is_bot"),
-    )
+    return aggregate_columns(cleaned.where(F.col("error_reason").isNull()))
+
+
+# The cleaned event columns the aggregates and sessions read.
+AGGREGATE_SOURCE_COLUMNS = (
+    "event_id",
+    "source",
+    "event_type",
+    "event_time",
+    "received_at",
+    "user_key",
+    "page_path",
+    "product_id",
+    "quantity",
+    "price",
+    "revenue",
+    "user_agent_info_is_bot",
+)
+
+
+def aggregate_columns(events: DataFrame) -> DataFrame:
+    """Cleaned valid events (a stream's, or the lake's `events` data set read back by the
+    correction pass) narrowed to what the aggregates and sessions read."""
+    *plain, is_bot = AGGREGATE_SOURCE_COLUMNS
+    return events.select(*plain, F.coalesce(F.col(is_bot), F.lit(False)).alias("is_bot"))
 
 
 def deduplicate(events: DataFrame, watermark_delay: str) -> DataFrame:

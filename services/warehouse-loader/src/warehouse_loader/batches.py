@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from clickstream_common.arrow import ARROW_TYPES
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import TableSpec
 
@@ -24,16 +25,6 @@ class PoisonBatch(Exception):  # a condition of the batch, not a failure of ours
         super().__init__(reason if object_key is None else f"{object_key}: {reason}")
         self.reason = str(self)
         self.object_key = object_key
-
-
-ARROW_TYPES: dict[LogicalType, pa.DataType] = {
-    LogicalType.STRING: pa.string(),
-    LogicalType.JSON: pa.string(),  # JSON text; PostgreSQL parses it into JSONB
-    LogicalType.LONG: pa.int64(),
-    LogicalType.DOUBLE: pa.float64(),
-    LogicalType.BOOLEAN: pa.bool_(),
-    LogicalType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-}
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -63,7 +54,8 @@ def check_schema(schema: pa.Schema, spec: TableSpec, *, exact: bool = False) -> 
     """Every column of the table, with a compatible type; `exact`: nothing else, same order.
 
     Redshift's COPY matches Parquet columns by position, so its path needs `exact`; the
-    PostgreSQL path selects columns by name and ignores extra ones.
+    PostgreSQL path selects columns by name, ignores extra ones and reads a nullable column
+    an object predates (a column added to the spec after it was written) as NULL.
     """
     names = schema.names
     if exact and tuple(names) != spec.column_names:
@@ -72,6 +64,8 @@ def check_schema(schema: pa.Schema, spec: TableSpec, *, exact: bool = False) -> 
         )
     for column in spec.columns:
         if column.name not in names:
+            if column.nullable and not exact:
+                continue
             raise PoisonBatch(f"missing column {column.name!r}")
         found = schema.field(column.name).type
         if not _ACCEPTS[column.type](found):
@@ -85,8 +79,11 @@ def conform(table: pa.Table, spec: TableSpec, expected_rows: int | None = None) 
         raise PoisonBatch(f"{table.num_rows} rows, the commit marker says {expected_rows}")
     arrays = []
     for column in spec.columns:
-        data = table[column.name]
         target = ARROW_TYPES[column.type]
+        if column.name not in table.column_names:  # predates the column (check_schema)
+            arrays.append(pa.nulls(table.num_rows, target))
+            continue
+        data = table[column.name]
         if data.type != target:
             try:
                 # safe=False only lets timestamps drop sub-microsecond digits.
@@ -121,7 +118,9 @@ def conformed_batches(
     rows = parquet.metadata.num_rows
     if expected_rows is not None and rows != expected_rows:
         raise PoisonBatch(f"{rows} rows, the commit marker says {expected_rows}")
-    batches = parquet.iter_batches(batch_size=batch_rows, columns=list(spec.column_names))
+    present = set(parquet.schema_arrow.names)
+    columns = [c for c in spec.column_names if c in present]
+    batches = parquet.iter_batches(batch_size=batch_rows, columns=columns)
     while True:
         try:
             batch = next(batches)

@@ -39,6 +39,7 @@ from warehouse_loader.batches import (
     footer_metadata,
     open_parquet,
 )
+from warehouse_loader.errors import poison_reason, sqlstate_of
 from warehouse_loader.notifications import MarkerNotice, normalize_etag
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,23 @@ def apply_migrations(
             applied_now.append(version)
             log.info("migration applied", extra={"version": version})
     return applied_now
+
+
+def evolve_schema(conn: psycopg.Connection[Any], dialect: Dialect = Dialect.POSTGRES) -> list[str]:
+    """Bring the warehouse up to the current TableSpecs: create tables added since it was
+    built, add columns added to a spec (one transaction, under the migration lock). Runs at
+    every start after the versioned migrations; returns the statements it ran."""
+    with conn.transaction():
+        conn.execute(sql.migration_lock_sql(dialect))
+        existing: dict[str, set[str]] = {}
+        for table, column in conn.execute(sql.existing_columns_sql()).fetchall():
+            existing.setdefault(str(table), set()).add(str(column))
+        statements = sql.evolve_schema_sql(existing, dialect)
+        for statement in statements:
+            conn.execute(statement)  # built from trusted specs
+    if statements:
+        log.info("schema evolved", extra={"statements": statements})
+    return statements
 
 
 def _s3_code(exc: ClientError) -> str:
@@ -229,6 +247,9 @@ class BatchLoader:
             result = self._load(notice.bucket, notice.key, etag, marker, spec)
         except PoisonBatch as poison:
             self.quarantine(notice, etag, poison.reason, marker)
+            state = sqlstate_of(poison)
+            if state:
+                metrics.REFUSED.labels(notice.dataset, state).inc()
             return LoadResult(QUARANTINED, reason=poison.reason)
         if result.loaded:
             lag = (datetime.now(UTC) - marker.committed_at).total_seconds()
@@ -286,9 +307,17 @@ class BatchLoader:
     def _load(
         self, bucket: str, key: str, etag: str, marker: CommitMarker, spec: TableSpec
     ) -> LoadResult:
-        if self.dialect is Dialect.REDSHIFT:
-            return self._load_redshift(bucket, key, etag, marker, spec)
-        return self._load_postgres(bucket, key, etag, marker, spec)
+        try:
+            if self.dialect is Dialect.REDSHIFT:
+                return self._load_redshift(bucket, key, etag, marker, spec)
+            return self._load_postgres(bucket, key, etag, marker, spec)
+        except psycopg.Error as exc:
+            # The transaction is rolled back. A value the warehouse will never store makes
+            # the batch poison; anything else is retried by the caller.
+            reason = poison_reason(exc, self.dialect)
+            if reason is None:
+                raise
+            raise PoisonBatch(reason) from exc
 
     def _fetch(self, bucket: str) -> Any:
         def fetch(object_key: str) -> bytes:
@@ -306,6 +335,13 @@ class BatchLoader:
         self, bucket: str, key: str, etag: str, marker: CommitMarker, spec: TableSpec
     ) -> LoadResult:
         begin = time.perf_counter()
+        if not marker.objects:
+            # A batch without rows (its marker records the stream's progress): ledger only.
+            with self.conn.transaction():
+                if not self._claim(key, etag, spec, marker):
+                    return LoadResult(ALREADY_LOADED)
+                self.conn.execute(sql.finish_ledger_sql(self.dialect), (0, key, etag))
+            return LoadResult(LOADED)
         prefetch = _Prefetch(self._fetch(bucket), spec, marker)
         try:
             with self.conn.transaction():
@@ -313,23 +349,26 @@ class BatchLoader:
                     return LoadResult(ALREADY_LOADED)
                 # The CSV carries timestamps as UTC wall time.
                 self.conn.execute("SET LOCAL TIME ZONE 'UTC'")
-                try:
-                    rows = self._copy_and_merge(spec, prefetch)
-                except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
-                    # The database refused a value (bad JSON, NUL byte, out of range).
-                    raise PoisonBatch(f"refused by the warehouse: {exc}".strip()) from exc
+                rows = self._copy_and_merge(spec, prefetch, marker.batch_id)
                 self.conn.execute(sql.finish_ledger_sql(self.dialect), (rows, key, etag))
         finally:
             prefetch.close()
         metrics.LOAD_SECONDS.labels(spec.name).observe(time.perf_counter() - begin)
         return LoadResult(LOADED, rows=rows)
 
+    def _merge_statements(self, spec: TableSpec, batch_id: int) -> list[str]:
+        # A correction of sessions first replaces the ranges it covers (clickstream_common.lake).
+        return [
+            *sql.correction_statements(spec, self.dialect, batch_id),
+            *sql.merge_sql(spec, self.dialect),
+        ]
+
     def _copy(self, statement: str, chunks: Iterator[bytes]) -> None:
         with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
             for chunk in chunks:
                 copy.write(chunk)
 
-    def _copy_and_merge(self, spec: TableSpec, prefetch: _Prefetch) -> int:
+    def _copy_and_merge(self, spec: TableSpec, prefetch: _Prefetch, batch_id: int) -> int:
         begin = time.perf_counter()
         if self.fast_insert and spec.merge is MergeMode.INSERT_NEW:
             try:
@@ -349,7 +388,7 @@ class BatchLoader:
         self._copy(sql.copy_from_stdin_sql(spec), chunks)
         metrics.COPY_SECONDS.labels(spec.name).observe(time.perf_counter() - begin)
         begin = time.perf_counter()
-        for statement in sql.merge_sql(spec, self.dialect):
+        for statement in self._merge_statements(spec, batch_id):
             self.conn.execute(statement)
         metrics.MERGE_SECONDS.labels(spec.name).observe(time.perf_counter() - begin)
         return sum(t.num_rows for t in prefetch.tables)
@@ -411,7 +450,7 @@ class BatchLoader:
                 self.conn.execute(copy)
                 metrics.COPY_SECONDS.labels(spec.name).observe(time.perf_counter() - begin)
                 merge_begin = time.perf_counter()
-                for statement in sql.merge_sql(spec, self.dialect):
+                for statement in self._merge_statements(spec, marker.batch_id):
                     self.conn.execute(statement)
                 self.conn.execute(sql.drop_staging_sql(spec))
                 metrics.MERGE_SECONDS.labels(spec.name).observe(time.perf_counter() - merge_begin)

@@ -37,6 +37,11 @@ QUARANTINED = Counter(
     "Committed batches set aside as unloadable (reason in analytics.quarantined_batches)",
     ["table"],
 )
+REFUSED = Counter(
+    "loader_refused_batches_total",
+    "Batches the warehouse refused for good (a value it cannot store), by SQLSTATE; quarantined",
+    ["table", "sqlstate"],
+)
 RETRIES = Counter("loader_retries_total", "Load attempts retried after an error")
 SKIPPED = Counter(
     "loader_notifications_skipped_total",

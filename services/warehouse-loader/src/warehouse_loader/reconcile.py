@@ -1,43 +1,58 @@
 """The reconciliation sweep: committed batches that no notification announced.
 
-Markers are named batch-<N:012d>.json, so S3 lists them in batch order. Per data set the
-sweep keeps a watermark: every marker up to it is in the ledger (loaded or quarantined). Each
-sweep lists only past the watermark; a restart starts from the beginning once.
+Markers of each kind list in the order they were written: stream markers are named
+batch-<N:012d>.json, corrections correction-<written at>-<E>.json (clickstream_common.lake).
+Per data set and kind the sweep keeps a watermark: every marker up to it is in the ledger
+(loaded or quarantined). Each sweep lists only past it; for corrections it lists from a
+lookback before it, since two correction runs may write their markers in an order a little
+different from their names. A restart starts from the beginning once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from clickstream_common.lake import COMMITS_DIR, PROCESSED_PREFIX, parse_commit_marker_key
-from warehouse_loader.notifications import MarkerNotice, normalize_etag
+from clickstream_common.lake import (
+    BatchKind,
+    ListedMarker,
+    commit_markers_prefix,
+    correction_marker_start_after,
+    correction_written_at,
+    list_commit_markers,
+    parse_commit_marker_key,
+)
+from warehouse_loader.notifications import MarkerNotice
+
+CORRECTION_LOOKBACK = timedelta(hours=1)
+"""How far before its watermark the sweep lists corrections again (clock skew, slow runs)."""
+
+__all__ = ["ListedMarker", "advance", "list_markers", "notice_for", "unrecorded"]
 
 
-@dataclass(frozen=True)
-class ListedMarker:
-    key: str
-    etag: str
+def list_start(dataset: str, kind: BatchKind, watermark: str) -> str:
+    """Where a sweep of one kind of marker starts listing, given its watermark key."""
+    if kind is BatchKind.STREAM or not watermark:
+        return watermark
+    written = correction_written_at(watermark)
+    if written is None:
+        return ""
+    return correction_marker_start_after(dataset, written - CORRECTION_LOOKBACK)
 
 
-def commits_prefix(dataset: str) -> str:
-    return f"{PROCESSED_PREFIX}/{dataset}/{COMMITS_DIR}/"
+def key_range(dataset: str, kind: BatchKind, start_after: str) -> tuple[str, str]:
+    """(lower, upper) bounds of the ledger keys of one kind of marker past `start_after`."""
+    prefix = commit_markers_prefix(dataset, kind)
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return max(start_after, prefix), upper
 
 
-def list_markers(s3: Any, bucket: str, dataset: str, start_after: str) -> list[ListedMarker]:
-    """Commit markers of a data set after `start_after`, in key (= batch) order."""
-    found: list[ListedMarker] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    pages = paginator.paginate(
-        Bucket=bucket, Prefix=commits_prefix(dataset), StartAfter=start_after or ""
-    )
-    for page in pages:
-        for item in page.get("Contents", []):
-            if parse_commit_marker_key(item["Key"]) is not None:
-                found.append(ListedMarker(item["Key"], normalize_etag(item.get("ETag"))))
-    found.sort(key=lambda m: m.key)
-    return found
+def list_markers(
+    s3: Any, bucket: str, dataset: str, start_after: str, kind: BatchKind = BatchKind.STREAM
+) -> list[ListedMarker]:
+    """Commit markers of one kind of a data set after `start_after`, in key order."""
+    return list_commit_markers(s3, bucket, dataset, kind, start_after)
 
 
 def unrecorded(
@@ -52,7 +67,7 @@ def advance(watermark: str, listed: list[ListedMarker], recorded: set[tuple[str,
     for marker in listed:
         if (marker.key, marker.etag) not in recorded:
             break
-        watermark = marker.key
+        watermark = max(watermark, marker.key)
     return watermark
 
 

@@ -18,64 +18,38 @@ from typing import Any
 
 import boto3
 import psycopg
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from clickstream_common.lake import BatchKind
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
 from clickstream_common.tables import TABLES, Dialect
 from warehouse_loader import metrics, sql
 from warehouse_loader.config import Settings
+from warehouse_loader.errors import is_unavailable
 from warehouse_loader.loader import (
     LOADED,
     QUARANTINED,
     BatchLoader,
     LoadResult,
     apply_migrations,
+    evolve_schema,
 )
 from warehouse_loader.notifications import MarkerNotice, normalize_etag, unique_notices
-from warehouse_loader.reconcile import advance, list_markers, notice_for, unrecorded
+from warehouse_loader.reconcile import (
+    advance,
+    key_range,
+    list_markers,
+    list_start,
+    notice_for,
+    unrecorded,
+)
 from warehouse_loader.sources import Delivery, Source, make_source
 
 log = logging.getLogger(__name__)
 
-_UNAVAILABLE_S3_CODES = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeout",
-    "ServiceUnavailable",
-    "InternalError",
-    # Credentials and permissions are fixed by an operator, not by quarantining data.
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-}
-
 
 class Stopping(Exception):  # control flow: the process was asked to stop
     """Raised out of a retry loop when the process is asked to stop."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """The warehouse or S3 cannot serve now: wait and retry, however long it takes."""
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return True
-    if isinstance(
-        exc,
-        psycopg.errors.SerializationFailure
-        | psycopg.errors.DeadlockDetected
-        | psycopg.errors.LockNotAvailable,
-    ):
-        return True
-    if isinstance(exc, BotoConnectionError | HTTPClientError):
-        return True
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return status >= 500 or str(error.get("Code", "")) in _UNAVAILABLE_S3_CODES
-    return False
 
 
 def s3_client(settings: Settings) -> Any:
@@ -89,7 +63,7 @@ class LoaderService:
         self.conn: psycopg.Connection[Any] | None = None
         self.ready = False
         self.stopping = threading.Event()
-        self.watermarks: dict[str, str] = {}
+        self.watermarks: dict[tuple[str, BatchKind], str] = {}
 
     # --- the warehouse connection -------------------------------------------------------
 
@@ -106,6 +80,7 @@ class LoaderService:
                     conn.execute("SET TIME ZONE 'UTC'")
                 dialect = self.settings.warehouse_dialect
                 apply_migrations(conn, sql.migrations(dialect), dialect)
+                evolve_schema(conn, dialect)
             except BaseException:
                 conn.close()
                 raise
@@ -163,7 +138,7 @@ class LoaderService:
             except Exception as exc:
                 metrics.FAILURES.labels(notice.dataset).inc()
                 context = {"marker": notice.key, "error": repr(exc), "delay": delay}
-                if is_unavailable(exc):
+                if is_unavailable(exc, self.settings.warehouse_dialect):
                     self._set_ready(False)
                     log.warning("warehouse or lake unavailable, retrying", extra=context)
                     if isinstance(exc, psycopg.Error):
@@ -199,37 +174,44 @@ class LoaderService:
     def reconcile(self) -> int:
         """Load committed batches the ledger does not hold; returns how many were loaded."""
         loaded = 0
-        bucket = self.settings.s3_bucket
         for dataset in TABLES:
-            start = self.watermarks.get(dataset, "")
-            try:
-                listed = list_markers(self.s3, bucket, dataset, start)
-                if not listed:
-                    continue
-                rows = (
-                    self._connection()
-                    .execute(sql.recorded_markers_sql(), (dataset, start))
-                    .fetchall()
-                )
-            except Exception as exc:
-                # The next sweep tries again; notifications keep flowing meanwhile.
-                log.warning("reconciliation skipped", extra={"table": dataset, "error": repr(exc)})
-                if isinstance(exc, psycopg.Error):
-                    self._drop_connection()
-                continue
-            recorded = {(str(r[0]), str(r[1])) for r in rows}
-            for marker in unrecorded(listed, recorded):
-                result = self.load_with_retry(notice_for(bucket, marker))
-                if result.status == LOADED:
-                    loaded += 1
-                    metrics.RECONCILED.labels(dataset).inc()
-                    log.warning(
-                        "loaded a batch no notification announced",
-                        extra={"table": dataset, "marker": marker.key},
-                    )
-                recorded.add((marker.key, marker.etag))
-            self.watermarks[dataset] = advance(start, listed, recorded)
+            for kind in BatchKind:
+                loaded += self._reconcile(dataset, kind)
         metrics.SWEEPS.inc()
+        return loaded
+
+    def _reconcile(self, dataset: str, kind: BatchKind) -> int:
+        bucket = self.settings.s3_bucket
+        watermark = self.watermarks.get((dataset, kind), "")
+        start = list_start(dataset, kind, watermark)
+        try:
+            listed = list_markers(self.s3, bucket, dataset, start, kind)
+            if not listed:
+                return 0
+            rows = (
+                self._connection()
+                .execute(sql.recorded_markers_sql(), (dataset, *key_range(dataset, kind, start)))
+                .fetchall()
+            )
+        except Exception as exc:
+            # The next sweep tries again; notifications keep flowing meanwhile.
+            log.warning("reconciliation skipped", extra={"table": dataset, "error": repr(exc)})
+            if isinstance(exc, psycopg.Error):
+                self._drop_connection()
+            return 0
+        loaded = 0
+        recorded = {(str(r[0]), str(r[1])) for r in rows}
+        for marker in unrecorded(listed, recorded):
+            result = self.load_with_retry(notice_for(bucket, marker))
+            if result.status == LOADED:
+                loaded += 1
+                metrics.RECONCILED.labels(dataset).inc()
+                log.warning(
+                    "loaded a batch no notification announced",
+                    extra={"table": dataset, "marker": marker.key},
+                )
+            recorded.add((marker.key, marker.etag))
+        self.watermarks[(dataset, kind)] = advance(watermark, listed, recorded)
         return loaded
 
     # --- the main loop --------------------------------------------------------------------

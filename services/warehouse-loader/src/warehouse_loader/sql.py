@@ -7,8 +7,9 @@ Redshift) is always written `"timestamp"`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from clickstream_common.lake import CORRECTION_BATCH_BASE
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import (
     EVENTS,
@@ -18,6 +19,7 @@ from clickstream_common.tables import (
     WAREHOUSE_SCHEMA,
     Dialect,
     MergeMode,
+    ReplaceScope,
     TableSpec,
     create_table_sql,
     qualified,
@@ -27,6 +29,7 @@ from clickstream_common.tables import (
 
 LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
 MIGRATIONS = f"{WAREHOUSE_SCHEMA}.schema_migrations"
+REPLACED_RANGES = f"{WAREHOUSE_SCHEMA}.replaced_ranges"
 
 STATUS_LOADED = "loaded"
 STATUS_QUARANTINED = "quarantined"
@@ -127,6 +130,22 @@ def _winner(table: TableSpec) -> tuple[str, str]:
     return "DESC", "<="
 
 
+def _not_replaced(table: TableSpec, row: str) -> str:
+    """A staged row that no newer correction has replaced the range of (tables with a
+    replace scope): a stream batch loaded after the correction must not bring back a session
+    the correction merged away, whatever the load order."""
+    scope = table.replace_scope
+    if scope is None:
+        return ""
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {REPLACED_RANGES} AS r "
+        f"WHERE r.table_name = {_literal(table.name)} "
+        f"AND r.group_key = {row}.{ident(scope.group)} "
+        f"AND {row}.{ident(scope.start)} BETWEEN r.range_start AND r.range_end "
+        f"AND r.batch_id > {row}.batch_id)"
+    )
+
+
 def _merge_postgres(table: TableSpec) -> str:
     target = qualified(table)
     columns = column_list(table)
@@ -135,9 +154,12 @@ def _merge_postgres(table: TableSpec) -> str:
     updates = ", ".join(
         f"{ident(c)} = EXCLUDED.{ident(c)}" for c in table.column_names if c not in table.key
     )
+    source = staging_name(table)
+    if table.replace_scope is not None:
+        source = f"{source} AS s WHERE {_not_replaced(table, 's')}"
     return (
         f"INSERT INTO {target} ({columns}) "
-        f"SELECT DISTINCT ON ({key}) {columns} FROM {staging_name(table)} "
+        f"SELECT DISTINCT ON ({key}) {columns} FROM {source} "
         f"ORDER BY {key}, batch_id {order} "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
         f"WHERE {target}.batch_id {replaces} EXCLUDED.batch_id"
@@ -164,13 +186,63 @@ def _merge_redshift(table: TableSpec) -> list[str]:
         f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY batch_id {order}) AS loader_rank "
         f"FROM {stage}"
     )
+    not_replaced = _not_replaced(table, "s")
     insert = (
         f"INSERT INTO {target} ({column_list(table)}) "
         f"SELECT {values} FROM ({ranked}) AS s "
         f"LEFT JOIN {target} AS cur ON {_key_match(table, 'cur', 's')} "
         f"WHERE s.loader_rank = 1 AND cur.{ident(table.key[0])} IS NULL"
+        + (f" AND {not_replaced}" if not_replaced else "")
     )
     return [delete, insert]
+
+
+# --- corrections that replace a range -----------------------------------------------------
+
+
+def _scope(table: TableSpec) -> ReplaceScope:
+    if table.replace_scope is None:
+        raise ValueError(f"{table.name} has no replace scope")
+    return table.replace_scope
+
+
+def record_replaced_ranges_sql(table: TableSpec, dialect: Dialect = Dialect.POSTGRES) -> str:
+    """A correction batch's ranges, one per group (user): from its lowest start to its highest
+    end. Run for correction batches only, after their rows are staged."""
+    scope = _scope(table)
+    statement = (
+        f"INSERT INTO {REPLACED_RANGES} (table_name, group_key, range_start, range_end, batch_id) "
+        f"SELECT {_literal(table.name)}, {ident(scope.group)}, MIN({ident(scope.start)}), "
+        f"MAX({ident(scope.end)}), batch_id FROM {staging_name(table)} "
+        f"GROUP BY {ident(scope.group)}, batch_id"
+    )
+    if dialect is Dialect.POSTGRES:
+        # A new version of the same correction marker records the same ranges again.
+        statement += " ON CONFLICT DO NOTHING"
+    return statement
+
+
+def delete_replaced_sql(table: TableSpec) -> str:
+    """Rows of older batches inside the ranges the staged correction replaces (both dialects;
+    the target is named in full because Redshift's DELETE takes no alias)."""
+    scope = _scope(table)
+    target = qualified(table)
+    return (
+        f"DELETE FROM {target} USING {REPLACED_RANGES} AS r "
+        f"WHERE r.table_name = {_literal(table.name)} "
+        f"AND r.batch_id IN (SELECT DISTINCT batch_id FROM {staging_name(table)}) "
+        f"AND {target}.{ident(scope.group)} = r.group_key "
+        f"AND {target}.{ident(scope.start)} BETWEEN r.range_start AND r.range_end "
+        f"AND {target}.batch_id < r.batch_id"
+    )
+
+
+def correction_statements(table: TableSpec, dialect: Dialect, batch_id: int) -> list[str]:
+    """What a batch needs before its merge: a correction of a table with a replace scope
+    records its ranges and deletes the older rows inside them."""
+    if table.replace_scope is None or batch_id < CORRECTION_BATCH_BASE:
+        return []
+    return [record_replaced_ranges_sql(table, dialect), delete_replaced_sql(table)]
 
 
 # --- the load ledger --------------------------------------------------------------------
@@ -231,8 +303,12 @@ def quarantine_sql(dialect: Dialect = Dialect.POSTGRES) -> str:
 
 
 def recorded_markers_sql() -> str:
-    """Marker versions of one table the ledger holds, past a key (the sweep's watermark)."""
-    return f"SELECT object_key, etag FROM {LEDGER} WHERE table_name = %s AND object_key > %s"
+    """Marker versions of one table the ledger holds between two keys (the sweep's watermark
+    and the end of the kind of marker it sweeps)."""
+    return (
+        f"SELECT object_key, etag FROM {LEDGER} "
+        "WHERE table_name = %s AND object_key > %s AND object_key < %s"
+    )
 
 
 # --- migrations -------------------------------------------------------------------------
@@ -394,19 +470,113 @@ SELECT table_name, batch_id, object_key AS marker_key, etag, reason, loaded_at A
 FROM {LEDGER}
 WHERE status = '{STATUS_QUARANTINED}'"""
 
-    freshness = f"""CREATE OR REPLACE VIEW {schema}.load_status AS
+    # The view as it is now: v3 recreates it with the same text (corrections counted apart).
+    freshness = load_status_view(dialect)
+
+    return [live_users, trending, funnel, sessions_daily, pages_hourly, quarantined, freshness]
+
+
+def _replaced_ranges_v3(dialect: Dialect) -> str:
+    group = "TEXT" if dialect is Dialect.POSTGRES else "VARCHAR(65535)"
+    suffix = (
+        "\nDISTKEY (group_key)\nSORTKEY (table_name, group_key)"
+        if dialect is Dialect.REDSHIFT
+        else ""
+    )
+    return f"""CREATE TABLE IF NOT EXISTS {REPLACED_RANGES} (
+    table_name {_TEXT[dialect]} NOT NULL,
+    group_key {group} NOT NULL,
+    range_start TIMESTAMPTZ NOT NULL,
+    range_end TIMESTAMPTZ NOT NULL,
+    batch_id BIGINT NOT NULL,
+    PRIMARY KEY (table_name, group_key, range_start, batch_id)
+){suffix}"""
+
+
+def _events_key_v3(dialect: Dialect) -> list[str]:
+    """The events key becomes (source, event_id): an event_id is unique within its source."""
+    key = ", ".join(ident(k) for k in EVENTS.key)
+    events = qualified(EVENTS)
+    if dialect is Dialect.POSTGRES:
+        return [
+            f"ALTER TABLE {events} DROP CONSTRAINT IF EXISTS events_pkey",
+            f"ALTER TABLE {events} ADD CONSTRAINT events_pkey PRIMARY KEY ({key})",
+        ]
+    # Redshift does not enforce keys (the merge does); the declared key informs its planner.
+    return [
+        f"ALTER TABLE {events} DROP CONSTRAINT events_pkey",
+        f"ALTER TABLE {events} ADD CONSTRAINT events_pkey PRIMARY KEY ({key})",
+    ]
+
+
+def load_status_view(dialect: Dialect) -> str:
+    """load_status with corrections counted apart: last_batch_id stays the stream's."""
+    schema = WAREHOUSE_SCHEMA
+    loaded = f"status = '{STATUS_LOADED}'"
+    stream = f"batch_id < {CORRECTION_BATCH_BASE}"
+
+    def total(column: str) -> str:
+        return f"CAST(SUM({column}) AS BIGINT)"
+
+    return f"""CREATE OR REPLACE VIEW {schema}.load_status AS
 SELECT
     table_name,
-    {total(f"CASE WHEN status = '{STATUS_LOADED}' THEN 1 ELSE 0 END")} AS batches_loaded,
+    {total(f"CASE WHEN {loaded} THEN 1 ELSE 0 END")} AS batches_loaded,
     {total(f"CASE WHEN status = '{STATUS_QUARANTINED}' THEN 1 ELSE 0 END")}
         AS batches_quarantined,
     {total("rows_loaded")} AS rows_loaded,
-    MAX(CASE WHEN status = '{STATUS_LOADED}' THEN batch_id END) AS last_batch_id,
-    MAX(CASE WHEN status = '{STATUS_LOADED}' THEN loaded_at END) AS last_loaded_at
+    MAX(CASE WHEN {loaded} AND {stream} THEN batch_id END) AS last_batch_id,
+    MAX(CASE WHEN {loaded} THEN loaded_at END) AS last_loaded_at,
+    {total(f"CASE WHEN {loaded} AND NOT {stream} THEN 1 ELSE 0 END")} AS corrections_loaded,
+    MAX(CASE WHEN {loaded} AND NOT {stream} THEN loaded_at END) AS last_corrected_at
 FROM {LEDGER}
 GROUP BY table_name"""
 
-    return [live_users, trending, funnel, sessions_daily, pages_hourly, quarantined, freshness]
+
+# --- schema evolution ---------------------------------------------------------------------
+
+
+class SchemaEvolutionError(Exception):
+    """The warehouse lacks a column that cannot be added without a versioned migration."""
+
+
+def existing_columns_sql() -> str:
+    """Every column of the warehouse schema (information_schema: both dialects)."""
+    return (
+        "SELECT table_name, column_name FROM information_schema.columns "
+        f"WHERE table_schema = {_literal(WAREHOUSE_SCHEMA)}"
+    )
+
+
+def evolve_schema_sql(
+    existing: Mapping[str, set[str]], dialect: Dialect, tables: Sequence[TableSpec] | None = None
+) -> list[str]:
+    """Statements that bring a warehouse up to the current TableSpecs (pure).
+
+    Tables added since the warehouse was created are created; columns added to a spec are
+    added to its table (nullable: older rows have no value). A NOT NULL column that is
+    missing cannot be added to a table with rows: that needs a versioned migration with a
+    default, and is refused here.
+    """
+    statements: list[str] = []
+    for spec in tables if tables is not None else TABLES.values():
+        have = existing.get(spec.name)
+        if have is None:
+            statements.append(create_table_sql(spec, dialect, quote_reserved=True))
+            continue
+        for column in spec.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise SchemaEvolutionError(
+                    f"{qualified(spec)} lacks NOT NULL column {column.name!r}: add it in a "
+                    "versioned migration with a default"
+                )
+            statements.append(
+                f"ALTER TABLE {qualified(spec)} ADD COLUMN {ident(column.name)} "
+                f"{sql_type(column, dialect)}"
+            )
+    return statements
 
 
 def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
@@ -421,4 +591,9 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
         *(_postgres_indexes() if dialect is Dialect.POSTGRES else []),
         *bi_views(dialect),
     ]
-    return [(1, v1), (2, v2)]
+    v3 = [
+        *_events_key_v3(dialect),
+        _replaced_ranges_v3(dialect),
+        load_status_view(dialect),
+    ]
+    return [(1, v1), (2, v2), (3, v3)]
