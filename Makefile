@@ -15,13 +15,14 @@ PYTEST_ARGS ?=
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN = $(UV) run --frozen --all-packages
 
-.PHONY: help bootstrap sync up demo down status lint typecheck test test-unit
+.PHONY: help bootstrap sync up demo down status dag lint typecheck test test-unit
 
 help:
 	@echo "make demo    - install, start everything, simulate shoppers, show live figures (Ctrl-C stops)"
 	@echo "make up      - install and start the platform and services; prints connection info"
 	@echo "make status  - what runs, and the connection info"
 	@echo "make down    - stop everything that was started"
+	@echo "make dag DAG=<id> [CONF='{...}'] - run one Airflow DAG against the running stack"
 	@echo "make test    - lint, type checks and the whole test suite"
 
 bootstrap:
@@ -45,12 +46,18 @@ down:
 status:
 	@.venv/bin/python -m clickstream_local status
 
+# The batch DAGs (docs/orchestration.md), e.g. make dag DAG=clickstream_data_quality
+DAG ?= clickstream_data_quality
+CONF ?= {}
+dag:
+	@.venv/bin/python -m clickstream_local dag $(DAG) --conf '$(CONF)'
+
 lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
 typecheck:
-	$(RUN) mypy libs/*/src services/*/src tools/*/src local/src
+	$(RUN) mypy libs/*/src services/*/src tools/*/src local/src orchestration/src
 
 test-unit: bootstrap lint typecheck
 	$(RUN) pytest -m "not platform" $(PYTEST_ARGS)

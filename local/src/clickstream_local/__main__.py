@@ -1,14 +1,20 @@
-"""python -m clickstream_local {up,down,status} [--services/--no-services] [--state-dir D]"""
+"""python -m clickstream_local {up,down,status,demo,dag} [--services/--no-services] [--state-dir D]
+
+`dag <dag_id> [--conf JSON] [--logical-date T]` runs one of the batch DAGs (orchestration/)
+against the running stack, without a scheduler (clickstream_local.orchestration).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
 from clickstream_local import demo
 from clickstream_local.config import StackConfig, default_state_dir
+from clickstream_local.orchestration import run_dag
 from clickstream_local.stack import PLATFORM, Stack
 from clickstream_local.supervisor import ReadinessError
 
@@ -57,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m clickstream_local", description="Run the local clickstream platform."
     )
-    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "dag"])
+    parser.add_argument(
+        "dag_id", nargs="?", help="dag: the DAG to run (python -m orchestration dags)"
+    )
+    parser.add_argument("--conf", default="{}", help="dag: the run's params (JSON)")
+    parser.add_argument("--logical-date", default=None, help="dag: the run's logical date (ISO)")
     parser.add_argument(
         "--services",
         action=argparse.BooleanOptionalAction,
@@ -104,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             stack.supervisor.stop(demo.SIMULATOR)
             stack.stop()
             return 1
+    if args.command == "dag":
+        if not args.dag_id:
+            parser.error("dag needs a DAG id, e.g. clickstream_data_quality")
+        if StackConfig.load(config.state_dir) is None:
+            print("error: no running stack (make up)", file=sys.stderr)
+            return 1
+        result = run_dag(config, args.dag_id, json.loads(args.conf), args.logical_date)
+        return result.returncode
     if args.command == "down":
         if stack.supervisor.stop(demo.SIMULATOR):
             print("simulator: stopped")

@@ -560,6 +560,13 @@ class Prometheus(Component):
                 "    static_configs:",
                 f'      - targets: ["127.0.0.1:{port}"]',
             ]
+        # The batch jobs' pushes keep their own job label (clickstream_local.orchestration).
+        lines += [
+            '  - job_name: "pushgateway"',
+            "    honor_labels: true",
+            "    static_configs:",
+            f'      - targets: ["127.0.0.1:{c.pushgateway_port}"]',
+        ]
         return "\n".join(lines) + "\n"
 
     def prepare(self) -> None:

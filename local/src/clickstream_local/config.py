@@ -36,6 +36,7 @@ _PORT_FIELDS = (
     "loader_metrics_port",
     "kafka_secure_port",
     "correction_metrics_port",
+    "pushgateway_port",
 )
 
 
@@ -84,6 +85,8 @@ class StackConfig:
     kafka_secure_port: int = 19094
     kafka_security: str = "PLAINTEXT"
     correction_metrics_port: int = 18093
+    # What the batch jobs (orchestration/) push for Prometheus (clickstream_local.orchestration).
+    pushgateway_port: int = 19091
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"

@@ -17,12 +17,13 @@ from clickstream_local.config import (
     StackConfig,
 )
 from clickstream_local.correction import CORRECTION, CorrectionLoop
+from clickstream_local.orchestration import PUSHGATEWAY, Pushgateway
 from clickstream_local.services import SERVICE_MODULES, Service
 from clickstream_local.supervisor import ReadinessError, Supervisor
 
 # Start order. Slow parts come first so they boot while the next ones are set up; s3 comes
 # after kafka is ready because versitygw exits when it cannot send its test event.
-PLATFORM = ("kafka", "postgres", "prometheus", "s3")
+PLATFORM = ("kafka", "postgres", "prometheus", "s3", PUSHGATEWAY)
 # The late-data correction pass runs beside the services (clickstream_local.correction).
 SERVICES = (*SERVICE_MODULES, CORRECTION)
 
@@ -62,6 +63,7 @@ class Stack:
             Postgres(config, self.supervisor),
             Prometheus(config, self.supervisor),
             S3(config, self.supervisor),
+            Pushgateway(config, self.supervisor),
         ]
         parts += [Service(name, config, self.supervisor) for name in SERVICE_MODULES]
         parts.append(CorrectionLoop(config, self.supervisor))

@@ -94,6 +94,10 @@ class LoaderService:
             finally:
                 self.conn = None
 
+    def close(self) -> None:
+        """Drop the warehouse connection (after a one-off sweep: the scheduled catch-up)."""
+        self._drop_connection()
+
     def _set_ready(self, ready: bool) -> None:
         self.ready = ready
         metrics.READY.set(1 if ready else 0)

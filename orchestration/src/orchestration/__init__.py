@@ -1,0 +1,1 @@
+"""Airflow DAGs and the plain functions they call."""
