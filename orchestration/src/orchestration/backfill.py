@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 ACTIVE_SPAN = timedelta(minutes=5)
+PUBLISH_MARGIN = timedelta(minutes=1)
 DATASETS = tuple(TABLES)
 
 
@@ -106,14 +107,15 @@ def plan(
         read_from = start - session_gap
         read_to = max(read_to, end + timedelta(hours=settings.backfill_max_session_hours))
     received_from = read_from - policy.max_ahead
-    received_to = min(now, read_to + policy.max_behind)
+    # The raw zone is partitioned by Kafka's time, a little after the collector's receive time.
+    received_to = min(now, read_to + policy.max_behind + PUBLISH_MARGIN)
     return BackfillPlan(
         start,
         end,
         tuple(d for d in DATASETS if d in datasets),
         read_from,
         read_to,
-        tuple(hours_between(received_from, received_to + HOUR)),
+        tuple(hours_between(received_from, received_to)),
     )
 
 
