@@ -176,5 +176,9 @@ def contract_metric_names() -> set[str]:
     names: set[str] = set()
     for doc in ("contracts.md", "kubernetes.md"):
         text = (REPO / "docs" / doc).read_text()
-        names |= set(re.findall(r"`((?:ingest|processor|loader)_[a-z0-9_]+)(?:\{[^`]*\})?`", text))
+        names |= set(
+            re.findall(
+                r"`((?:ingest|processor|loader|clickstream)_[a-z0-9_]+)(?:\{[^`]*\})?`", text
+            )
+        )
     return names

@@ -13,8 +13,8 @@ data-quality DAG runs them for the previous closed hour, writes the results to
 * `null_rates` (a `FIELD_RULES` entry): the highest share allowed; the share in the hour.
 * `freshness` (each source seen lately): the oldest age allowed; its newest event's age (s).
 * `dead_letters` (`all`): the highest share allowed; rejected / (rejected + events).
-* `ledger` (each data set): markers committed before the hour's end (past a grace period);
-  those in the load ledger.
+* `ledger` (each data set): markers committed more than a grace period ago (and not yet
+  found in an earlier run); those in the load ledger.
 
 Thresholds are settings (`orchestration.settings`). Pure parts (SQL text, comparisons) are
 separate from the I/O so they can be tested on static data.
@@ -683,15 +683,16 @@ def list_markers(
 def check_ledger(
     s3: Any, bucket: str, conn: Any, hour: datetime, settings: Settings, now: datetime
 ) -> list[CheckResult]:
-    """Every commit marker written before the hour's end (and older than the grace) is in the
-    load ledger. Markers list in write order per data set and kind; the check keeps, per
+    """Every commit marker written more than the grace period ago is in the load ledger,
+    measured when the check runs (a lost batch is reported in the next run, whatever hour
+    its rows belong to). Markers list in write order per data set and kind; the check keeps, per
     data set and kind, the key up to which every marker was found, and lists only past it
     (corrections from an hour before it, as the loader's sweep does: they may land a little
     out of name order)."""
     from warehouse_loader.reconcile import advance, list_start
 
-    start, end = hour_range(hour)
-    cutoff = min(end, now - timedelta(seconds=settings.dq_ledger_grace_seconds))
+    start, _ = hour_range(hour)
+    cutoff = now - timedelta(seconds=settings.dq_ledger_grace_seconds)
     state = load_json(s3, bucket, LEDGER_STATE)
     watermarks: dict[str, str] = state.get("watermarks", {})
     results = []
