@@ -170,8 +170,8 @@ def raw_records(spark: Any, paths: Sequence[str]) -> Any:
 Progress = Callable[[str], None]
 
 
-def _quiet(message: str) -> None:
-    log.info("backfill", extra={"step": message})
+def _log(message: str) -> None:
+    log.info("backfill: %s", message)
 
 
 def backfill(
@@ -180,7 +180,7 @@ def backfill(
     bucket: str,
     backfill_plan: BackfillPlan,
     processor: Any,
-    progress: Progress = _quiet,
+    progress: Progress = _log,
 ) -> BackfillReport:
     """Rebuild the planned data sets; returns the commit markers written (for the loader)."""
     from pyspark.sql import functions as F

@@ -83,7 +83,9 @@ def correct() -> dict[str, Any]:
 
     with spark_session("correction") as (spark, processor):
         lake = LakeIndex.from_settings(processor)
-        report = correct_pending(spark, lake, processor, progress=lambda step: log.info(step))
+        report = correct_pending(
+            spark, lake, processor, progress=lambda step: log.info("correction: %s", step)
+        )
     log.info("correction pass finished", extra={"summary": report.summary()})
     return {
         "markers": report.markers,
