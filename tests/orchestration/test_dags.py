@@ -130,9 +130,14 @@ def scenario() -> Iterator[Scenario]:
             def stream_final() -> bool:
                 got = warehouse_windows(info.warehouse_dsn, hour, hour + timedelta(hours=1))
                 want = in_period(expected_windows(on_time), hour, hour + timedelta(hours=1))
-                return got["event_counts_minute"] == want["event_counts_minute"]
+                closed = windows_watermark(Lake(info))
+                return (
+                    got["event_counts_minute"] == want["event_counts_minute"]
+                    and closed is not None
+                    and closed > hour + timedelta(hours=1)
+                )
 
-            wait_for(stream_final, 420, interval=3, what="the stream to finalise the hour")
+            wait_for(stream_final, 420, interval=3, what="the stream to close the hour")
             # Then events of the hour that arrive now, long after its windows closed.
             received = datetime.now(UTC)
             late = [
@@ -153,6 +158,15 @@ def scenario() -> Iterator[Scenario]:
         yield Scenario(running, hour, on_time, late)
     finally:
         _stop(stack, state)
+
+
+def windows_watermark(lake: Lake) -> datetime | None:
+    """The watermark of the stream's newest windows batch (its commit marker records it)."""
+    keys = sorted(k for k in lake.keys("processed/active_users_5m/_commits/batch-"))
+    if not keys:
+        return None
+    watermark = json.loads(lake.get(keys[-1])).get("watermark")
+    return datetime.fromisoformat(watermark) if watermark else None
 
 
 def events_in_warehouse(dsn: str, ids: list[str]) -> bool:
