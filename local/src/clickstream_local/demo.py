@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -73,6 +74,11 @@ def run(stack: Stack, rate: float, duration: float) -> int:
     print(
         f"\npipeline up: ingest {info.ingest_url}, warehouse {info.warehouse_dsn}, "
         f"Prometheus {info.prometheus_url}"
+    )
+    conf = json.dumps({"hour": f"{datetime.now(UTC):%Y-%m-%dT%H:00:00Z}"})
+    print(
+        "the batch DAGs run against this stack from another terminal (docs/orchestration.md),\n"
+        f"  e.g. make dag DAG=clickstream_data_quality CONF='{conf}'"
     )
     print(f"sending simulated shoppers at {rate:.0f} events/s ...\n", flush=True)
     stack.supervisor.start(

@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
 
 from clickstream_common import lake
 from clickstream_common.lake import (
@@ -181,14 +182,32 @@ def distinct_events(table: pa.Table) -> int:
     return int(table.group_by(list(EVENTS.key)).aggregate([]).num_rows)
 
 
+def lake_event_keys(
+    s3: Any, bucket: str, conn: Any, hour: datetime
+) -> tuple[pa.Table, list[LakeObject], int]:
+    """The (source, event_id) of the hour's events of loaded batches, the objects read and
+    how many were left out. Read again once if compaction switched the hour meanwhile (an
+    object listed was deleted before it was read)."""
+    zone = ZONES[EVENTS.name]
+    for attempt in (1, 2):
+        objects = read_hour(s3, bucket, zone, hour)
+        labels = [batch_label(zone, o.key) for o in objects]
+        statuses = warehouse.marker_statuses(conn, [marker_key_of(zone, b) for b in labels if b])
+        chosen, waiting = loaded_objects(objects, statuses)
+        try:
+            return read_columns(s3, bucket, chosen, list(EVENTS.key)), chosen, waiting
+        except ClientError as exc:
+            if attempt == 2 or exc.response.get("Error", {}).get("Code") not in (
+                "NoSuchKey",
+                "404",
+            ):
+                raise
+    raise AssertionError("unreachable")
+
+
 def check_event_counts(s3: Any, bucket: str, conn: Any, hour: datetime) -> list[CheckResult]:
     start, end = hour_range(hour)
-    objects = read_hour(s3, bucket, ZONES[EVENTS.name], start)
-    zone = ZONES[EVENTS.name]
-    labels = [batch_label(zone, o.key) for o in objects]
-    statuses = warehouse.marker_statuses(conn, [marker_key_of(zone, b) for b in labels if b])
-    chosen, waiting = loaded_objects(objects, statuses)
-    keys = read_columns(s3, bucket, chosen, list(EVENTS.key))
+    keys, chosen, waiting = lake_event_keys(s3, bucket, conn, start)
     expected = distinct_events(keys)
     observed = int(
         conn.execute(
