@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pyarrow.parquet as pq
 
@@ -37,7 +36,7 @@ from clickstream_local.stack import Stack  # noqa: E402
 from orchestration.compaction import compact_zone  # noqa: E402
 from orchestration.lakefiles import ZONES, read_hour  # noqa: E402
 from orchestration.settings import Settings  # noqa: E402
-from tests.processor.streamdata import Sender, shopper_events  # noqa: E402
+from tests.processor.streamdata import Lake, Sender, shopper_events  # noqa: E402
 
 
 def zone_content(s3: Any, bucket: str, zone_name: str, hours: list[datetime]) -> Counter[Any]:
@@ -84,13 +83,7 @@ def main() -> int:
             time.sleep(max(0.0, 1.0 - (datetime.now(UTC) - second).total_seconds()))
         print(f"sent {sent} events in {args.minutes:g} minutes", flush=True)
 
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=info.s3_endpoint,
-            region_name=info.s3_region,
-            aws_access_key_id=info.s3_access_key,
-            aws_secret_access_key=info.s3_secret_key,
-        )
+        s3 = Lake(info).s3
 
         def markers() -> set[str]:
             keys: set[str] = set()

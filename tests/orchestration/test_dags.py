@@ -39,7 +39,14 @@ from clickstream_common.lake import CORRECTION_BATCH_BASE
 from clickstream_common.tables import TABLES, MergeMode
 from clickstream_local.orchestration import airflow_dir, run_dag
 from tests.conftest import RunningStack, _new_stack, _stop, wait_for
-from tests.late.test_late_events import in_period, ticking, warehouse_sessions, warehouse_windows
+from tests.late.test_late_events import (
+    GAP,
+    PROCESSOR_ENV,
+    in_period,
+    ticking,
+    warehouse_sessions,
+    warehouse_windows,
+)
 from tests.processor.streamdata import (
     Lake,
     Sender,
@@ -54,13 +61,16 @@ from tests.processor.streamdata import (
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 
-GAP = timedelta(minutes=2)
-PROCESSOR_ENV = {
-    "PROCESSOR_WATERMARK_DELAY": "2 minutes",
-    "PROCESSOR_SESSION_GAP": "2 minutes",
-    "PROCESSOR_TRIGGER_INTERVAL": "2 seconds",
-    "PROCESSOR_SESSIONS_TRIGGER_INTERVAL": "2 seconds",
-}
+# The seven checks issue #15 lists.
+ISSUE_CHECKS = (
+    "event_counts",
+    "aggregates",
+    "duplicates",
+    "null_rates",
+    "freshness",
+    "dead_letters",
+    "ledger",
+)
 # The DAGs' settings for this scenario's pace: objects may be compacted as soon as they are
 # loaded (the default waits an hour), committed batches are judged after 30 s, and a source
 # counts as fresh for an hour (the scenario's last events are minutes old by then).
@@ -205,19 +215,7 @@ def test_the_dag_bag_imports_without_errors_or_cycles() -> None:
     }
     assert dags["clickstream_hourly_correction"]["schedule"] == "5 * * * *"
     assert dags["clickstream_data_quality"]["tasks"] == sorted(
-        ["prepare", "record", "verdict"]
-        + [
-            f"check_{c}"
-            for c in (
-                "event_counts",
-                "aggregates",
-                "duplicates",
-                "null_rates",
-                "freshness",
-                "dead_letters",
-                "ledger",
-            )
-        ]
+        ["prepare", "record", "verdict", *(f"check_{c}" for c in ISSUE_CHECKS)]
     )
     assert len(dags["clickstream_lake_compaction"]["tasks"]) == len(TABLES) + 3
     assert dags["clickstream_backfill"]["schedule"] is None
@@ -363,15 +361,7 @@ def test_data_quality_checks_pass_on_the_compacted_lake(scenario: Scenario) -> N
     summary = scenario.run("clickstream_data_quality", {"hour": scenario.hour.isoformat()})
     succeeded(summary)
     results = dq_latest(scenario.dsn, scenario.hour)
-    assert {c for c, _ in results} == {
-        "event_counts",
-        "aggregates",
-        "duplicates",
-        "null_rates",
-        "freshness",
-        "dead_letters",
-        "ledger",
-    }
+    assert {c for c, _ in results} == set(ISSUE_CHECKS)
     bad = {k: v for k, v in results.items() if v[2] != "ok"}
     assert not bad, bad
     events = len({e["event_id"] for e in scenario.on_time + scenario.late})

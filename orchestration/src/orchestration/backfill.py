@@ -42,29 +42,15 @@ from clickstream_common.lake import (
 )
 from clickstream_common.schema import DEFAULT_CLOCK_POLICY, ClockPolicy
 from clickstream_common.tables import EVENTS, SESSIONS, TABLES
+from orchestration.hours import HOUR, hours_between
 from orchestration.lakefiles import RAW, read_hour
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HOUR = timedelta(hours=1)
 ACTIVE_SPAN = timedelta(minutes=5)
 PUBLISH_MARGIN = timedelta(minutes=1)
 DATASETS = tuple(TABLES)
-
-
-def floor_hour(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    """Every hour that overlaps [start, end)."""
-    hours = []
-    h = floor_hour(start)
-    while h < end:
-        hours.append(h)
-        h += HOUR
-    return hours
 
 
 @dataclass(frozen=True)

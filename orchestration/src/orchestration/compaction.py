@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from clickstream_common.arrow import arrow_schema
 from clickstream_common.tables import EVENTS, TableSpec
 from orchestration import warehouse
+from orchestration.hours import HOUR
 from orchestration.lakefiles import (
     CompactedObject,
     CompactionManifest,
@@ -58,7 +59,6 @@ from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HOUR = timedelta(hours=1)
 # Rows per Parquet row group of a compacted object: large enough for readers to skip by
 # statistics, small enough to buffer (a row group is built in memory).
 ROW_GROUP_ROWS = 262_144

@@ -55,11 +55,11 @@ from clickstream_common.tables import (
     quote_identifier,
 )
 from orchestration import warehouse
+from orchestration.hours import HOUR, floor_hour
 from orchestration.lakefiles import ERRORS, ZONES, LakeObject, batch_label, marker_key_of, read_hour
 from orchestration.settings import Settings
 from orchestration.state import load_json, save_json
 
-HOUR = timedelta(hours=1)
 # 1-minute windows starting in the hour hold its events; the 5-minute ones starting in it also
 # hold the first four minutes of the next hour.
 ACTIVE_SPAN = timedelta(minutes=5)
@@ -135,7 +135,7 @@ def errored(check: str, hour: datetime, error: BaseException) -> CheckResult:
 
 
 def hour_range(hour: datetime) -> tuple[datetime, datetime]:
-    start = hour.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start = floor_hour(hour)
     return start, start + HOUR
 
 

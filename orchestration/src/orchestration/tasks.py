@@ -16,11 +16,11 @@ from typing import Any
 import boto3
 
 from orchestration import metrics, quality
+from orchestration.hours import HOUR, floor_hour
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HOUR = timedelta(hours=1)
 LOAD_TIMEOUT_SECONDS = 900.0
 
 
@@ -31,10 +31,6 @@ def s3_client(settings: Settings) -> Any:
 def parse_time(value: str | datetime) -> datetime:
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def floor_hour(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def checked_hour(logical_date: datetime | None, params: Mapping[str, Any] | None) -> datetime:
