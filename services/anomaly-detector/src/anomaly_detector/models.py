@@ -205,7 +205,9 @@ class RobustModel:
             spread = MAD_TO_SIGMA * statistics.median(abs(v - level) for v in self.history)
             typical = self.typical_spread
             self.typical_spread = spread if typical is None else typical + 0.01 * (spread - typical)
-            sigma = max(spread, self.typical_spread, _noise_floor(point, factor, level, self.tuning))
+            sigma = max(
+                spread, self.typical_spread, _noise_floor(point, factor, level, self.tuning)
+            )
             z = (y - level) / sigma
             self.recent_z.append(z)
             score = _evidence(self.recent_z)
@@ -306,7 +308,7 @@ class RiverPredictive:
         from river import anomaly, time_series
 
         self.detector = anomaly.PredictiveAnomalyDetection(
-            time_series.HoltWinters(alpha=0.3, beta=0.05),
+            time_series.HoltWinters(alpha=0.3, beta=0.05),  # type: ignore[no-untyped-call]
             horizon=1,
             n_std=self.n_std,
             warmup_period=self.tuning.min_history,

@@ -124,7 +124,7 @@ def _bot_events(
         product = rng.choice(generator.products)
         bot = rng.choice(bots)
         url = f"{SITE}/p/{product.product_id}"
-        common = {
+        common: dict[str, Any] = {
             "timestamp": t.isoformat(timespec="milliseconds"),
             "anonymous_id": bot,
             "session_id": bot,
