@@ -117,7 +117,8 @@ async def test_api_needs_a_read_key_and_answers(redis_url: str) -> None:
                 await client.get("/v1/recommendations/users/u1", headers={"X-Read-Key": "reader"})
             ).json()
             assert mine["personalized"] is True and mine["based_on"] == ["P2", "P1"]
-            assert mine["items"][0] == {"product_id": "P3", "score": 0.8, "reason": "co_viewed"}
+            first = mine["items"][0]
+            assert (first["product_id"], first["reason"]) == ("P3", "co_viewed")
             # A user without history gets the trending products.
             new = (await client.get("/v1/recommendations/users/nobody", headers=ok)).json()
             assert new["personalized"] is False and new["items"][0]["reason"] == "trending"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -186,7 +185,7 @@ class DetectorService:
         await consumer.start()
         await producer.start()
         try:
-            await self._assign(consumer, topics, restored)
+            await self._assign(consumer, producer, topics, restored)
             self.ready = True
             metrics.READY.set(1)
             while not self.stopping.is_set():
@@ -229,16 +228,16 @@ class DetectorService:
             await consumer.commit({_partition(k): v for k, v in self.offsets.items()})
 
     async def _assign(
-        self, consumer: AIOKafkaConsumer, topics: tuple[str, ...], restored: bool
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        topics: tuple[str, ...],
+        restored: bool,
     ) -> None:
         partitions = []
-        deadline = time.monotonic() + 60
         for topic in topics:
-            while not (found := consumer.partitions_for_topic(topic)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"topic {topic} not found")
-                await consumer.topics()  # refreshes the metadata
-                await asyncio.sleep(0.5)
+            # The producer's metadata request names the topic (the consumer's does not).
+            found = await asyncio.wait_for(producer.partitions_for(topic), timeout=60)
             partitions += [TopicPartition(topic, p) for p in sorted(found)]
         consumer.assign(partitions)
         for tp in partitions:

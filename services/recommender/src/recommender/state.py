@@ -36,7 +36,7 @@ class Item:
 
 def event_row(record: dict[str, Any], partition: str, offset: int) -> list[Any] | None:
     """What the state needs of an event: [unix time, user, session, type, product,
-    partition, offset]; None for events that change no recommendation."""
+    partition, offset, category or false]; None for events that change no recommendation."""
     event_type = record.get("event_type")
     product = record.get("product_id")
     if event_type not in ("product_view", "add_to_cart") or not product:
@@ -49,6 +49,10 @@ def event_row(record: dict[str, Any], partition: str, offset: int) -> list[Any] 
     except (KeyError, ValueError):
         return None
     session = record.get("session_id") or f"user:{user}"
+    properties = record.get("properties")
+    category = properties.get("category") if isinstance(properties, dict) else None
+    if not isinstance(category, str) or len(category) > 64:
+        category = None  # names Redis keys: bounded
     return [
         received.timestamp(),
         str(user),
@@ -57,7 +61,21 @@ def event_row(record: dict[str, Any], partition: str, offset: int) -> list[Any] 
         str(product),
         partition,
         offset,
+        category or False,
     ]
+
+
+# How the next product a shopper looks at is chosen, roughly: mostly within the categories
+# they keep coming back to, sometimes among whatever is popular, and partly what others viewed
+# beside the products they just saw. Shares of the final score (figures: docs/benchmarks.md).
+CATEGORY_SHARE = 0.6
+POPULAR_SHARE = 0.25
+CO_OCCURRENCE_SHARE = 0.15
+
+
+def _shares(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    total = sum(max(v, 0.0) for _, v in pairs)
+    return {p: max(v, 0.0) / total for p, v in pairs} if total > 0 else {}
 
 
 def rank_for_user(
@@ -66,26 +84,65 @@ def rank_for_user(
     trending: list[tuple[str, float]],
     limit: int,
     exclude_seen: bool = True,
+    popularity: dict[str, float] | None = None,
+    tastes: list[tuple[str, float]] | None = None,
+    category_tops: dict[str, list[tuple[str, float]]] | None = None,
 ) -> list[Item]:
-    """Co-viewed and co-bought products of the user's recent views, newest views weighing
-    most (x0.8 per step back); each source's counts scaled to its strongest; then trending
-    products fill what is left. Pure: tested on static data."""
-    scores: dict[str, float] = {}
-    reasons: dict[str, str] = {}
+    """Pure (tested on static data). A mixture of three estimates of what the user looks at
+    next, each a probability over products:
+
+    * by category: the user's categories (share of their views, smoothed) times each
+      category's trending products (share of the category's recent views);
+    * by popularity: the trending products' share;
+    * by co-occurrence: products co-viewed and co-bought (x2) with the user's recent views,
+      newest views weighing most (x0.8 per step back), each count divided by the square root
+      of the product's popularity so best sellers seen with everything do not crowd out what
+      is specific to the viewed product.
+
+    Without category or co-occurrence data the mixture is the trending list. Products the
+    user viewed lately are left out.
+    """
+    popularity = popularity or {}
     seen = set(recent) if exclude_seen else set()
+    scores: dict[str, float] = {}
+    parts: dict[str, dict[str, float]] = {}
+
+    def add(estimate: dict[str, float], share: float, reason: str) -> None:
+        for product, probability in estimate.items():
+            if product in seen:
+                continue
+            gain = share * probability
+            scores[product] = scores.get(product, 0.0) + gain
+            reasons = parts.setdefault(product, {})
+            reasons[reason] = reasons.get(reason, 0.0) + gain
+
+    views = sum(w for _, w in tastes or [])
+    if views > 0:
+        by_category: dict[str, float] = {}
+        for category, weight in tastes or []:
+            # One pseudo-view per category seen keeps a single view from deciding alone.
+            affinity = weight / (views + 1.0)
+            for product, share in _shares((category_tops or {}).get(category, [])).items():
+                by_category[product] = by_category.get(product, 0.0) + affinity * share
+        add(by_category, CATEGORY_SHARE, "your_categories")
+    co_occurrence: dict[str, dict[str, float]] = {"co_viewed": {}, "co_bought": {}}
     for step, (viewed, bought) in enumerate(neighbours):
-        recency = 0.8**step
         for pairs, reason, weight in ((viewed, "co_viewed", 1.0), (bought, "co_bought", 2.0)):
-            top = max((count for _, count in pairs), default=0.0)
+            found = co_occurrence[reason]
             for product, count in pairs:
-                if product in seen or top <= 0:
-                    continue
-                gain = recency * weight * count / top
-                scores[product] = scores.get(product, 0.0) + gain
-                if gain >= scores[product] / 2:
-                    reasons[product] = reason
+                lifted = count / math.sqrt(max(popularity.get(product, 1.0), 1.0))
+                found[product] = found.get(product, 0.0) + 0.8**step * weight * lifted
+    total = sum(v for found in co_occurrence.values() for v in found.values())
+    if total > 0:
+        for reason, found in co_occurrence.items():
+            add({p: v / total for p, v in found.items()}, CO_OCCURRENCE_SHARE, reason)
+    if scores:
+        add(_shares(trending), POPULAR_SHARE, "trending")
     ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
-    items = [Item(p, round(s, 6), reasons[p]) for p, s in ranked]
+    items = [
+        Item(p, round(score, 6), max(parts[p].items(), key=lambda kv: kv[1])[0])
+        for p, score in ranked
+    ]
     return items + fill_trending(trending, {i.product_id for i in items} | seen, limit - len(items))
 
 
@@ -167,11 +224,41 @@ class State:
             str(p) for p in await self.redis.lrange(f"{self.prefix}user:{user}:views", 0, limit - 1)
         ]
 
+    async def tastes(self, user: str, top: int = 3) -> list[tuple[str, float]]:
+        pairs: list[tuple[str, float]] = await self.redis.zrevrange(
+            f"{self.prefix}user:{user}:categories", 0, top - 1, withscores=True
+        )
+        return [(str(c), float(w)) for c, w in pairs]
+
+    async def popularity(self, products: set[str]) -> dict[str, float]:
+        if not products:
+            return {}
+        ordered = sorted(products)
+        counts = await self.redis.zmscore(f"{self.prefix}popularity", ordered)
+        return {p: float(c or 0.0) for p, c in zip(ordered, counts, strict=True)}
+
+    async def category_tops(
+        self, categories: list[str], limit: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for category in categories:
+            pipe.zrevrange(f"{self.prefix}category:{category}", 0, limit - 1, withscores=True)
+        answers = await pipe.execute()
+        return {
+            c: [(str(p), float(v)) for p, v in pairs]
+            for c, pairs in zip(categories, answers, strict=True)
+        }
+
     async def for_user(self, user: str, limit: int) -> tuple[list[str], list[Item]]:
         recent = await self.recent_views(user)
         neighbours = await self.neighbours(recent) if recent else []
+        tastes = await self.tastes(user)
+        tops = await self.category_tops([c for c, _ in tastes], limit + len(recent))
+        candidates = {p for viewed, bought in neighbours for p, _ in viewed + bought}
+        popularity = await self.popularity(candidates)
         trending = await self.trending(limit + len(recent) + limit)
-        return recent, rank_for_user(recent, neighbours, trending, limit)
+        items = rank_for_user(recent, neighbours, trending, limit, True, popularity, tastes, tops)
+        return recent, items
 
     async def similar(self, product: str, limit: int) -> list[Item]:
         [(viewed, bought)] = await self.neighbours([product], limit * 2)

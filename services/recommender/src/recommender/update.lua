@@ -2,7 +2,8 @@
 -- Kafka offsets (so a replay after a crash applies nothing twice).
 -- An event at an offset below its partition's stored offset was applied before: skipped, so
 -- two consumers of one partition (a rebalance in flight) cannot count an event twice.
--- ARGV[1]: JSON {"events": [[time, user, session, type, product, partition, offset], ...],
+-- ARGV[1]: JSON {"events": [[time, user, session, type, product, partition, offset,
+--                             category or false], ...],
 --               "offsets": {"topic:partition": next_offset, ...}}
 -- ARGV[2]: key prefix, ARGV[3]: trending half-life (s), ARGV[4]: session gap (s),
 -- ARGV[5]: user history length, ARGV[6]: user TTL (s), ARGV[7]: neighbours kept.
@@ -51,7 +52,7 @@ end
 
 local applied = 0
 for _, e in ipairs(batch['events']) do
-  local t, user, session, kind, product = e[1], e[2], e[3], e[4], e[5]
+  local t, user, session, kind, product, category = e[1], e[2], e[3], e[4], e[5], e[8]
   local w = weights[kind]
   if w and product and not already_applied(e[6], e[7]) then
     applied = applied + 1
@@ -59,12 +60,29 @@ for _, e in ipairs(batch['events']) do
     if t0 < 0 then t0 = t; redis.call('SET', t0_key, t0) end
     if (t - t0) / tau > 40 then
       -- Rebase before the weights grow too large: scale every score to the new origin.
-      redis.call('ZUNIONSTORE', trending, 1, trending, 'WEIGHTS', math.exp((t0 - t) / tau))
+      local scale = math.exp((t0 - t) / tau)
+      redis.call('ZUNIONSTORE', trending, 1, trending, 'WEIGHTS', scale)
       redis.call('ZREMRANGEBYSCORE', trending, '-inf', 1e-6)
+      for _, c in ipairs(redis.call('SMEMBERS', prefix .. 'categories')) do
+        local per_category = prefix .. 'category:' .. c
+        redis.call('ZUNIONSTORE', per_category, 1, per_category, 'WEIGHTS', scale)
+        redis.call('ZREMRANGEBYSCORE', per_category, '-inf', 1e-6)
+      end
       t0 = t
       redis.call('SET', t0_key, t0)
     end
-    redis.call('ZINCRBY', trending, w * math.exp((t - t0) / tau), product)
+    local weight = w * math.exp((t - t0) / tau)
+    redis.call('ZINCRBY', trending, weight, product)
+    -- Undecayed counts: how common a product is, to discount co-occurrence with it.
+    redis.call('ZINCRBY', prefix .. 'popularity', w, product)
+    if category then
+      local per_category = prefix .. 'category:' .. category
+      redis.call('ZINCRBY', per_category, weight, product)
+      redis.call('SADD', prefix .. 'categories', category)
+      local tastes = prefix .. 'user:' .. user .. ':categories'
+      redis.call('ZINCRBY', tastes, w, category)
+      redis.call('EXPIRE', tastes, user_ttl)
+    end
     if kind == 'product_view' then
       local seen = remember(prefix .. 'session:' .. session .. ':views', product, 10, gap)
       for _, other in ipairs(seen) do pair('coview', product, other) end

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from clickstream_simulator.generator import ClickstreamGenerator
+from clickstream_simulator.scenario import Incident, live_incidents, parse_incident
 from clickstream_simulator.sender import DeliveryStats, HttpSender, batched, send_to_kafka
 
 
@@ -53,9 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--kafka", metavar="BOOTSTRAP", help="write straight to Kafka instead")
     parser.add_argument("--topic", default="clickstream.events")
+    parser.add_argument(
+        "--taste",
+        type=float,
+        default=0.7,
+        help="share of product views from each shopper's favourite categories (0: uniform)",
+    )
+    parser.add_argument(
+        "--incident",
+        action="append",
+        default=[],
+        metavar="KIND@START+MINUTES[xINTENSITY][:TYPE]",
+        help="live mode: inject an incident, minutes from the start, e.g. "
+        "checkout_outage@2+5, bot_storm@1+3x2, viral_product@1+3, tracking_break@2+5:add_to_cart",
+    )
     args = parser.parse_args(argv)
 
-    generator = ClickstreamGenerator(seed=args.seed, users=args.users, products=args.products)
+    generator = ClickstreamGenerator(
+        seed=args.seed, users=args.users, products=args.products, taste=args.taste
+    )
+    started_at = datetime.now(UTC)
+    incidents: list[Incident] = [parse_incident(text, started_at) for text in args.incident]
     stats = DeliveryStats()
     if args.backfill_minutes:
         end = datetime.now(UTC)
@@ -88,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Live mode over HTTP: pace the generator to the target rate, send in batches.
     sender = HttpSender(args.url, args.write_key)
-    live = generator.live(_wall_clock())
+    live = live_incidents(generator, generator.live(_wall_clock()), incidents)
     started = time.monotonic()
     produced = 0
     last_report = 0.0

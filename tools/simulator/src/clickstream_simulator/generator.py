@@ -200,6 +200,9 @@ class ClickstreamGenerator:
                     product_id=product.product_id,
                     price=product.price,
                     currency="EUR",
+                    # Trackers send the category with product views; kept out of the
+                    # default (taste 0) events so they stay as they were.
+                    properties={"category": product.category} if self.taste > 0 else None,
                 )
                 if rng.random() < 0.3:
                     now += self._think()

@@ -208,3 +208,50 @@ def timeline(
             t, _, event = heapq.heappop(pending)
             if not any(incident.drops(event, t) for incident in incidents):
                 yield event
+
+
+def live_incidents(
+    generator: ClickstreamGenerator,
+    events: Iterator[dict[str, Any]],
+    incidents: Sequence[Incident],
+    seed: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Incidents applied to a live stream (stamped by the clock): events that an active
+    outage or tracking break loses are dropped; a bot storm adds `intensity` scraper page
+    views per page view; a viral product adds `intensity` visits to its page per visit."""
+    if not incidents:
+        yield from events
+        return
+    rng = random.Random(seed)  # noqa: S311  # reproducible, not secret
+    focus = generator.products[seed % len(generator.products)]
+    extra: list[tuple[datetime, int, dict[str, Any]]] = []
+    counter = 0
+    for event in events:
+        t = datetime.fromisoformat(event["timestamp"])
+        for incident in incidents:
+            if not incident.active(t):
+                continue
+            share = incident.intensity
+            if incident.kind is IncidentKind.BOT_STORM and event["event_type"] == "page_view":
+                for _ in range(_poisson(rng, share)):
+                    for _, bot_event in _bot_events(generator, rng, t, 2):
+                        bot_event["timestamp"] = event["timestamp"]
+                        yield bot_event
+            elif (
+                incident.kind is IncidentKind.VIRAL_PRODUCT
+                and event["event_type"] == "page_view"
+                and event.get("referrer") != event.get("page_url")
+                and rng.random() < share / 5.5  # ~5.5 page views per visit
+            ):
+                for visit_event in generator.session_events(t, focus=focus):
+                    counter += 1
+                    heapq.heappush(
+                        extra,
+                        (datetime.fromisoformat(visit_event["timestamp"]), counter, visit_event),
+                    )
+        while extra and extra[0][0] <= t:
+            _, _, visit_event = heapq.heappop(extra)
+            visit_event["timestamp"] = event["timestamp"]
+            yield visit_event
+        if not any(incident.drops(event, t) for incident in incidents):
+            yield event
