@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from clickstream_simulator.generator import ClickstreamGenerator
-from clickstream_simulator.scenario import Incident, live_incidents, parse_incident
+from clickstream_simulator.scenario import Incident, LiveIncidents, parse_incident
 from clickstream_simulator.sender import DeliveryStats, HttpSender, batched, send_to_kafka
 
 
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Live mode over HTTP: pace the generator to the target rate, send in batches.
     sender = HttpSender(args.url, args.write_key)
-    live = live_incidents(generator, generator.live(_wall_clock()), incidents)
+    live = generator.live(_wall_clock())
+    injected = LiveIncidents(generator, incidents, seed=args.seed)
     started = time.monotonic()
     produced = 0
     last_report = 0.0
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             if due <= 0:
                 time.sleep(min(0.05, 1 / max(args.rate, 1)))
                 continue
-            for batch in batched(itertools.islice(live, due), args.batch_size):
+            chunk = injected.apply(list(itertools.islice(live, due)))
+            for batch in batched(chunk, args.batch_size):
                 sender.send(batch, stats)
             produced += due
             stats.accepted_events.clear()  # live mode keeps no history

@@ -6,8 +6,9 @@ weekends) and with incidents switched on for a span of that time:
 
 * `checkout_outage`: the checkout fails; shoppers still browse and fill carts, but no
   checkout or purchase event happens;
-* `bot_storm`: a handful of scrapers with browser user agents request product pages, adding
-  `intensity` times the normal page-view rate;
+* `bot_storm`: a handful of scrapers with browser user agents request product pages: page
+  views, each with a product view, `intensity` / 2 times the normal page-view rate (in live
+  mode: `intensity` per normal page view);
 * `viral_product`: one product is shared widely; extra visits (`intensity` times the normal
   visit rate) land on its page;
 * `tracking_break`: a release breaks the tracking of one event type, which drops to zero.
@@ -210,48 +211,52 @@ def timeline(
                 yield event
 
 
-def live_incidents(
-    generator: ClickstreamGenerator,
-    events: Iterator[dict[str, Any]],
-    incidents: Sequence[Incident],
-    seed: int = 0,
-) -> Iterator[dict[str, Any]]:
-    """Incidents applied to a live stream (stamped by the clock): events that an active
-    outage or tracking break loses are dropped; a bot storm adds `intensity` scraper page
-    views per page view; a viral product adds `intensity` visits to its page per visit."""
-    if not incidents:
-        yield from events
-        return
-    rng = random.Random(seed)  # noqa: S311  # reproducible, not secret
-    focus = generator.products[seed % len(generator.products)]
-    extra: list[tuple[datetime, int, dict[str, Any]]] = []
-    counter = 0
-    for event in events:
-        t = datetime.fromisoformat(event["timestamp"])
-        for incident in incidents:
-            if not incident.active(t):
-                continue
-            share = incident.intensity
-            if incident.kind is IncidentKind.BOT_STORM and event["event_type"] == "page_view":
-                for _ in range(_poisson(rng, share)):
-                    for _, bot_event in _bot_events(generator, rng, t, 2):
-                        bot_event["timestamp"] = event["timestamp"]
-                        yield bot_event
-            elif (
-                incident.kind is IncidentKind.VIRAL_PRODUCT
-                and event["event_type"] == "page_view"
-                and event.get("referrer") != event.get("page_url")
-                and rng.random() < share / 5.5  # ~5.5 page views per visit
-            ):
-                for visit_event in generator.session_events(t, focus=focus):
-                    counter += 1
-                    heapq.heappush(
-                        extra,
-                        (datetime.fromisoformat(visit_event["timestamp"]), counter, visit_event),
-                    )
-        while extra and extra[0][0] <= t:
-            _, _, visit_event = heapq.heappop(extra)
-            visit_event["timestamp"] = event["timestamp"]
-            yield visit_event
-        if not any(incident.drops(event, t) for incident in incidents):
-            yield event
+class LiveIncidents:
+    """Incidents applied to a live stream (stamped by the clock), chunk by chunk after the
+    pacing, so the normal traffic keeps its rate: events that an active outage or tracking
+    break loses are dropped; a bot storm adds `intensity` scraper page views per page view;
+    a viral product adds `intensity` visits to its page per visit."""
+
+    def __init__(
+        self, generator: ClickstreamGenerator, incidents: Sequence[Incident], seed: int = 0
+    ) -> None:
+        self.generator = generator
+        self.incidents = list(incidents)
+        self.rng = random.Random(seed)  # noqa: S311  # reproducible, not secret
+        self.focus = generator.products[seed % len(generator.products)]
+        self.extra: list[tuple[datetime, int, dict[str, Any]]] = []
+        self.counter = 0
+
+    def apply(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not self.incidents:
+            return events
+        out: list[dict[str, Any]] = []
+        for event in events:
+            t = datetime.fromisoformat(event["timestamp"])
+            for incident in self.incidents:
+                if incident.active(t) and event["event_type"] == "page_view":
+                    self._add(incident, event, t, out)
+            while self.extra and self.extra[0][0] <= t:
+                _, _, visit_event = heapq.heappop(self.extra)
+                visit_event["timestamp"] = event["timestamp"]
+                out.append(visit_event)
+            if not any(incident.drops(event, t) for incident in self.incidents):
+                out.append(event)
+        return out
+
+    def _add(
+        self, incident: Incident, event: dict[str, Any], t: datetime, out: list[dict[str, Any]]
+    ) -> None:
+        rng = self.rng
+        if incident.kind is IncidentKind.BOT_STORM:
+            for _ in range(_poisson(rng, incident.intensity)):
+                for _, bot_event in _bot_events(self.generator, rng, t, 2):
+                    bot_event["timestamp"] = event["timestamp"]
+                    out.append(bot_event)
+        elif incident.kind is IncidentKind.VIRAL_PRODUCT and rng.random() < (
+            incident.intensity / 5.5  # ~5.5 page views per visit
+        ):
+            for visit_event in self.generator.session_events(t, focus=self.focus):
+                self.counter += 1
+                when = datetime.fromisoformat(visit_event["timestamp"])
+                heapq.heappush(self.extra, (when, self.counter, visit_event))
