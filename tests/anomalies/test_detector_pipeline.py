@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from clickstream_local.supervisor import wait_until
+from tests.conftest import StackFactory, wait_for
 
 pytestmark = pytest.mark.platform
 
@@ -96,7 +96,7 @@ def metric(prometheus_url: str, query: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def test_an_outage_reaches_topic_warehouse_and_prometheus(stack_factory: Any) -> None:
+def test_an_outage_reaches_topic_warehouse_and_prometheus(stack_factory: StackFactory) -> None:
     running = stack_factory(
         services=("warehouse-loader", "anomaly-detector"), env={"anomaly-detector": DETECTOR_ENV}
     )
@@ -109,17 +109,14 @@ def test_an_outage_reaches_topic_warehouse_and_prometheus(stack_factory: Any) ->
     closing = [event(now + timedelta(seconds=2), "product_view", product_id="P1")]
     asyncio.run(produce(info.kafka_bootstrap, normal + outage + closing))
 
-    found = (
-        wait_until(
-            lambda: [
-                a
-                for a in asyncio.run(anomalies_in_topic(info.kafka_bootstrap))
-                if a["series"] == "events:checkout:web"
-            ],
-            timeout=120,
-            what="a checkout anomaly in clickstream.anomalies",
-        )
-        or []
+    found = wait_for(
+        lambda: [
+            a
+            for a in asyncio.run(anomalies_in_topic(info.kafka_bootstrap))
+            if a["series"] == "events:checkout:web"
+        ],
+        timeout=120,
+        what="a checkout anomaly in clickstream.anomalies",
     )
     first = min(found, key=lambda a: a["window_start"])
     assert first["observed"] == 0 and first["expected"] > 3 and first["score"] <= -6
@@ -136,9 +133,9 @@ def test_an_outage_reaches_topic_warehouse_and_prometheus(stack_factory: Any) ->
         except psycopg.Error:
             return []
 
-    rows = wait_until(in_warehouse, timeout=120, what="the anomaly in analytics.anomalies")
+    rows = wait_for(in_warehouse, timeout=120, what="the anomaly in analytics.anomalies")
     assert rows[0][1] == outage_start and rows[0][2] == 0
-    active = wait_until(
+    active = wait_for(
         lambda: (
             metric(info.prometheus_url, 'max(anomaly_active{series="events:checkout:web"})')
             is not None
@@ -154,7 +151,7 @@ def test_an_outage_reaches_topic_warehouse_and_prometheus(stack_factory: Any) ->
     detector.stop()
     detector.start()
     asyncio.run(produce(info.kafka_bootstrap, [event(now + timedelta(seconds=9), "product_view")]))
-    wait_until(
+    wait_for(
         lambda: (metric(info.prometheus_url, "sum(anomaly_buckets_closed_total)") or 0) >= 1,
         timeout=60,
         what="the restarted detector to close a bucket",

@@ -42,10 +42,10 @@ def jsonschema_mod() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def crd_schemas(yaml_mod: ModuleType) -> dict[str, dict[str, Any]]:
-    """openAPIV3Schema of ServiceMonitor, PodMonitor and PrometheusRule (served version)."""
+    """openAPIV3Schema of ServiceMonitor, PodMonitor, PrometheusRule and AlertmanagerConfig."""
     crd_dir = state_dir() / "cache" / "crds"
     schemas: dict[str, dict[str, Any]] = {}
-    for plural in ("servicemonitors", "podmonitors", "prometheusrules"):
+    for plural in ("servicemonitors", "podmonitors", "prometheusrules", "alertmanagerconfigs"):
         path = crd_dir / f"monitoring.coreos.com_{plural}.yaml"
         if not path.is_file():
             pytest.fail(

@@ -18,9 +18,9 @@ import pytest
 import redis
 
 from clickstream_local.config import RECOMMENDER_READ_KEY
-from clickstream_local.supervisor import wait_until
 from clickstream_simulator.generator import ClickstreamGenerator
 from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
+from tests.conftest import StackFactory, wait_for
 
 pytestmark = pytest.mark.platform
 
@@ -43,7 +43,7 @@ def relative(answer: dict[str, Any]) -> list[tuple[str, float]]:
     return [(i["product_id"], round(i["score"] / top, 4)) for i in items]
 
 
-def test_fresh_views_and_restarts(stack_factory: Any) -> None:
+def test_fresh_views_and_restarts(stack_factory: StackFactory) -> None:
     running = stack_factory(services=("ingest-api", "recommender"))
     stack, info = running.stack, running.info
     config = stack.config
@@ -58,7 +58,7 @@ def test_fresh_views_and_restarts(stack_factory: Any) -> None:
         for batch in batched(events, 200):
             sender.send(batch, DeliveryStats())
         views = [e for e in events if e["event_type"] == "product_view"]
-        wait_until(
+        wait_for(
             lambda: len(recommendations(base, "/trending?limit=5")["items"]) == 5,
             timeout=60,
             what="trending products from the first events",
@@ -76,7 +76,7 @@ def test_fresh_views_and_restarts(stack_factory: Any) -> None:
         }
         sender.send([view], DeliveryStats())
         accepted = time.monotonic()
-        fresh = wait_until(
+        fresh = wait_for(
             lambda: product in recommendations(base, f"/users/{user}")["based_on"],
             timeout=FRESHNESS_SECONDS,
             what=f"the view of {product} in {user}'s recommendations",
@@ -104,7 +104,7 @@ def test_fresh_views_and_restarts(stack_factory: Any) -> None:
     service.stop()
     redis.Redis(port=config.redis_port).flushall()
     service.start()
-    wait_until(
+    wait_for(
         lambda: (
             recommendations(base, f"/products/{product}/similar") == before_similar
             and recommendations(base, f"/users/{user}") == before_user
