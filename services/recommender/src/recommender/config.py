@@ -17,6 +17,8 @@ class Settings(CommonSettings):
     # Keys that may read recommendations: a JSON list. Empty: every request is refused.
     recommender_read_keys: list[SecretStr] = []
     recommender_consumer_group: str = "recommender"
+    # false: API only (read replicas scaled apart from the one that keeps the state fresh).
+    recommender_consume: bool = True
     # Redis lost its state (or a first start): rebuild from this many hours of the topic.
     recommender_rebuild_hours: float = 168.0
     recommender_trending_half_life_seconds: float = 1800.0

@@ -80,8 +80,9 @@ async def for_user(
     return Recommendations(items=_items(items), personalized=personalized, based_on=recent)
 
 
-def create_app(settings: Settings | None = None, *, consume: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, consume: bool | None = None) -> FastAPI:
     settings = settings or get_settings()
+    consume = settings.recommender_consume if consume is None else consume
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

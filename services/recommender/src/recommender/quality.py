@@ -54,10 +54,13 @@ async def evaluate(
     train_hours: float = 5.0,
     sessions_per_minute: float = 40.0,
     k: int = 10,
+    keep_state: str | None = None,
 ) -> Quality:
+    """`keep_state`: the key prefix to train under and leave in Redis (the benchmark serves
+    from it); otherwise a prefix of its own, deleted at the end."""
     settings = Settings(
         recommender_redis_url=SecretStr(redis_url),
-        recommender_key_prefix=f"quality-{uuid.uuid4().hex[:8]}:",
+        recommender_key_prefix=keep_state or f"quality-{uuid.uuid4().hex[:8]}:",
     )
     state = State(settings)
     split = START + timedelta(hours=train_hours)
@@ -105,9 +108,10 @@ async def evaluate(
             baseline = fill_trending(popular, seen[user], k)
             baseline_hits += product in {i.product_id for i in baseline}
     finally:
-        keys = [key async for key in state.redis.scan_iter(f"{state.prefix}*")]
-        for i in range(0, len(keys), 1000):
-            await state.redis.delete(*keys[i : i + 1000])
+        if keep_state is None:
+            keys = [key async for key in state.redis.scan_iter(f"{state.prefix}*")]
+            for i in range(0, len(keys), 1000):
+                await state.redis.delete(*keys[i : i + 1000])
         await state.close()
     users = len(held_out)
     return Quality(users, hits / users, baseline_hits / users, trained, seed, taste)

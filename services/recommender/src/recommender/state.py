@@ -225,7 +225,7 @@ class State:
         ]
 
     async def tastes(self, user: str, top: int = 3) -> list[tuple[str, float]]:
-        pairs: list[tuple[str, float]] = await self.redis.zrevrange(
+        pairs: list[Any] = await self.redis.zrevrange(
             f"{self.prefix}user:{user}:categories", 0, top - 1, withscores=True
         )
         return [(str(c), float(w)) for c, w in pairs]
