@@ -194,8 +194,10 @@ def live_pipeline(running_stack: RunningStack) -> RunningStack:
     for path in ("/trending", "/users/U000001", "/products/P00001/similar"):
         httpx.get(f"{recommender}/v1/recommendations{path}", headers=auth, timeout=5)
     wait_for(
-        lambda: prometheus_value("sum(recommender_http_requests_total)")
-        and prometheus_value("sum(anomaly_buckets_closed_total)"),
+        lambda: (
+            prometheus_value("sum(recommender_http_requests_total)")
+            and prometheus_value("sum(anomaly_buckets_closed_total)")
+        ),
         timeout=180,
         interval=2,
         what="the recommender's and the anomaly detector's metrics in Prometheus",
