@@ -110,12 +110,19 @@ def test_fresh_views_and_restarts(stack_factory: StackFactory) -> None:
     service.stop()
     redis.Redis(port=config.redis_port).flushall()
     service.start()
-    wait_for(
-        lambda: (
-            recommendations(base, f"/products/{product}/similar") == before_similar
-            and recommendations(base, f"/users/{user}") == before_user
-        ),
-        timeout=120,
-        what="the state rebuilt from the topic",
-    )
+    seen: dict[str, Any] = {}
+
+    def rebuilt() -> bool:
+        seen["similar"] = picks(recommendations(base, f"/products/{product}/similar"))
+        seen["user"] = picks(recommendations(base, f"/users/{user}"))
+        return seen["similar"] == picks(before_similar) and seen["user"] == picks(before_user)
+
+    try:
+        wait_for(rebuilt, timeout=120, what="the state rebuilt from the topic")
+    except AssertionError:
+        raise AssertionError(
+            f"rebuilt state differs:\n similar {seen.get('similar')}\n"
+            f"  before {picks(before_similar)}\n user {seen.get('user')}\n"
+            f"  before {picks(before_user)}"
+        ) from None
     assert relative(recommendations(base, "/trending?limit=10")) == relative(before_trending)

@@ -66,21 +66,19 @@ class Tuning:
 ANSCOMBE = 3 / 8  # sqrt(x + 3/8) keeps a standard deviation near 1/2 down to small counts
 
 
-def _transform(kind: Kind, value: float, factor: float = 1.0) -> float:
+def _transform(kind: Kind, value: float, factor: float = 1.0, unit: float = 1.0) -> float:
+    """Counts (and amounts, in units of a typical order) as Anscombe roots; ratios as
+    arcsine roots."""
     if kind is Kind.RATIO:
         return math.asin(math.sqrt(min(max(value, 0.0), 1.0)))
-    if kind is Kind.COUNT:
-        return math.sqrt((max(value, 0.0) + ANSCOMBE) / factor)
-    return math.sqrt(max(value, 0.0) / factor)
+    return math.sqrt(max(value, 0.0) / unit / factor + ANSCOMBE / factor)
 
 
-def _inverse(kind: Kind, y: float, factor: float = 1.0) -> float:
+def _inverse(kind: Kind, y: float, factor: float = 1.0, unit: float = 1.0) -> float:
     y = max(y, 0.0)
     if kind is Kind.RATIO:
         return math.sin(min(y, math.pi / 2)) ** 2
-    if kind is Kind.COUNT:
-        return max(y * y * factor - ANSCOMBE, 0.0)
-    return y * y * factor
+    return max((y * y * factor - ANSCOMBE) * unit, 0.0)
 
 
 def _noise_floor(point: Point, factor: float, level: float, tuning: Tuning) -> float:
@@ -88,7 +86,10 @@ def _noise_floor(point: Point, factor: float, level: float, tuning: Tuning) -> f
         return 0.5 / math.sqrt(factor)
     if point.kind is Kind.RATIO:
         return 0.5 / math.sqrt(max(point.trials, 1.0))
-    return max(tuning.amount_floor * level, 0.5 / math.sqrt(factor))
+    # An amount in units of the mean order: a count of orders of varying size (a compound
+    # Poisson sum; with order values as spread as their mean, the root's deviation is
+    # sqrt(2)/2).
+    return max(tuning.amount_floor * level, math.sqrt(2) / 2 / math.sqrt(factor))
 
 
 def scoreable(point: Point, tuning: Tuning) -> bool:
@@ -180,6 +181,8 @@ class RobustModel:
     # The window's spread, averaged over ~100 buckets: a window that happens to be quiet
     # does not narrow the expected range below what the series usually does.
     typical_spread: float | None = None
+    # Amounts: the mean order value (revenue / orders), learned as they come.
+    unit: float | None = None
 
     def __post_init__(self) -> None:
         self.history = deque(self.history, maxlen=self.tuning.window)
@@ -196,8 +199,18 @@ class RobustModel:
     def observe(self, point: Point, start: datetime) -> Verdict | None:
         if not scoreable(point, self.tuning):
             return None
+        unit = 1.0
+        if point.kind is Kind.AMOUNT:
+            if point.trials > 0:
+                mean_order = point.value / point.trials
+                self.unit = (
+                    mean_order if self.unit is None else self.unit + 0.02 * (mean_order - self.unit)
+                )
+            if self.unit is None or self.unit <= 0:
+                return None  # no order seen yet: no unit to count revenue in
+            unit = self.unit
         factor = self._factor(point, start)
-        y = _transform(point.kind, point.value, factor)
+        y = _transform(point.kind, point.value, factor, unit)
         verdict = None
         learned = y
         if len(self.history) >= self.tuning.min_history:
@@ -217,9 +230,9 @@ class RobustModel:
                 series=point.series,
                 start=start,
                 observed=point.value,
-                expected=_inverse(point.kind, level, factor),
-                low=_inverse(point.kind, level - threshold * sigma, factor),
-                high=_inverse(point.kind, level + threshold * sigma, factor),
+                expected=_inverse(point.kind, level, factor, unit),
+                low=_inverse(point.kind, level - threshold * sigma, factor, unit),
+                high=_inverse(point.kind, level + threshold * sigma, factor, unit),
                 score=score,
                 anomalous=anomalous,
             )
@@ -228,7 +241,7 @@ class RobustModel:
             learned = min(max(y, level - edge), level + edge)
         self.history.append(learned)
         if self.seasonal and self.profile is not None and point.kind is not Kind.RATIO:
-            self.profile.learn(start, _inverse(point.kind, learned, factor))
+            self.profile.learn(start, _inverse(point.kind, learned, factor, unit))
         return verdict
 
     def state(self) -> dict[str, Any]:
@@ -237,6 +250,7 @@ class RobustModel:
             "recent_z": list(self.recent_z),
             "profile": self.profile.state() if self.profile else None,
             "typical_spread": self.typical_spread,
+            "unit": self.unit,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -245,6 +259,7 @@ class RobustModel:
         self.recent_z.clear()
         self.recent_z.extend(float(v) for v in state["recent_z"])
         self.typical_spread = state.get("typical_spread")
+        self.unit = state.get("unit")
         if state.get("profile") and self.profile is not None:
             self.profile.restore(state["profile"])
 

@@ -104,12 +104,14 @@ class Bucket:
     start: datetime
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, source)
     revenue: float = 0.0
+    orders: int = 0  # purchases with revenue: the revenue series' "trials"
     product_views: Counter[str] = field(default_factory=Counter)
 
     def add(self, obs: Observation) -> None:
         self.counts[(obs.event_type, obs.source)] += 1
         if obs.event_type == "purchase" and obs.revenue is not None and obs.revenue > 0:
             self.revenue += obs.revenue
+            self.orders += 1
         if obs.event_type == "product_view" and obs.product_id is not None:
             self.product_views[obs.product_id] += 1
 
@@ -134,7 +136,7 @@ class Bucket:
         received = float(sum(totals.values()))
         rejected = totals.get(REJECTED, 0) / received if received else math.nan
         points.append(Point("rejected_share", Kind.RATIO, rejected, received))
-        points.append(Point("revenue", Kind.AMOUNT, self.revenue))
+        points.append(Point("revenue", Kind.AMOUNT, self.revenue, float(self.orders)))
         views = float(sum(self.product_views.values()))
         top = max(self.product_views.values()) / views if views else math.nan
         points.append(Point("product_views:top_share", Kind.RATIO, top, views))
@@ -208,6 +210,7 @@ def aggregator_state(aggregator: MinuteAggregator) -> dict[str, Any]:
                 "start": b.start.isoformat(),
                 "counts": [[t, s, n] for (t, s), n in b.counts.items()],
                 "revenue": b.revenue,
+                "orders": b.orders,
                 "product_views": dict(b.product_views),
             }
             for b in aggregator.open.values()
@@ -225,5 +228,6 @@ def restore_aggregator(aggregator: MinuteAggregator, state: dict[str, Any]) -> N
         bucket = Bucket(datetime.fromisoformat(saved["start"]))
         bucket.counts = Counter({(t, s): int(n) for t, s, n in saved["counts"]})
         bucket.revenue = float(saved["revenue"])
+        bucket.orders = int(saved.get("orders", 0))
         bucket.product_views = Counter({k: int(v) for k, v in saved["product_views"].items()})
         aggregator.open[bucket.start] = bucket
