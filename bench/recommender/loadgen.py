@@ -17,7 +17,7 @@ from loadgen import open_loop
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--paths", required=True, help="JSON list of paths")
+    parser.add_argument("--paths", type=Path, required=True, help="file: JSON list of paths")
     parser.add_argument("--key", required=True)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--connections", type=int, default=32)
@@ -30,7 +30,7 @@ def main() -> None:
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
             f"Authorization: Bearer {args.key}\r\n\r\n"
         ).encode()
-        for path in json.loads(args.paths)
+        for path in json.loads(args.paths.read_text())
     ]
     result = uvloop.run(
         open_loop(

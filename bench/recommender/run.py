@@ -73,6 +73,8 @@ def serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
 def measure(
     port: int, paths: list[str], rate: float, duration: float, out: Path
 ) -> dict[str, float]:
+    paths_file = out.with_suffix(".paths.json")
+    paths_file.write_text(json.dumps(paths))
     subprocess.run(
         [
             sys.executable,
@@ -80,7 +82,7 @@ def measure(
             "--port",
             str(port),
             "--paths",
-            json.dumps(paths),
+            str(paths_file),
             "--key",
             READ_KEY,
             "--rate",
