@@ -161,7 +161,9 @@ class MinuteAggregator:
         width = self.width.total_seconds()
         return datetime.fromtimestamp(math.floor(epoch / width) * width, UTC)
 
-    def add(self, obs: Observation) -> None:
+    def add(self, obs: Observation, advance: bool = True) -> None:
+        """`advance`: move the watermark with this record (a single ordered stream); a reader
+        of several partitions moves it itself (`advance`), from the slowest partition."""
         start = self.bucket_start(obs.received_at)
         if self.closed_until is not None and start < self.closed_until:
             self.late += 1  # its bucket was scored already
@@ -172,7 +174,8 @@ class MinuteAggregator:
         if bucket is None:
             bucket = self.open[start] = Bucket(start)
         bucket.add(obs)
-        self.advance(obs.received_at)
+        if advance:
+            self.advance(obs.received_at)
 
     def advance(self, now: datetime) -> None:
         """Move the watermark to `now - grace` (never backwards)."""

@@ -76,6 +76,10 @@ class DetectorService:
         self.detector = Detector(MODEL, self.tuning)
         self.s3 = s3 if s3 is not None else boto3.client("s3", **settings.boto3_client_kwargs())
         self.offsets: dict[str, int] = {}  # "topic:partition" -> next offset
+        # Newest received_at read per partition: while a partition still has records to read,
+        # the watermark waits for it (a replay reads partitions unevenly; a bucket must not
+        # close before every partition's records for it are in).
+        self.partition_times: dict[str, datetime] = {}
         self.stopping = asyncio.Event()
         self.ready = False
 
@@ -201,18 +205,24 @@ class DetectorService:
         settings = self.settings
         batches = await consumer.getmany(timeout_ms=500, max_records=5000)
         for tp, records in batches.items():
+            key = _key(tp)
             for record in records:
                 obs = observation_of(tp.topic, record.value, settings, record.timestamp)
                 before = self.aggregator.late
-                self.aggregator.add(obs)
+                self.aggregator.add(obs, advance=False)
                 if self.aggregator.late != before:
                     metrics.LATE.inc()
-                self.offsets[_key(tp)] = record.offset + 1
+                self.offsets[key] = record.offset + 1
+                newest = self.partition_times.get(key)
+                if newest is None or obs.received_at > newest:
+                    self.partition_times[key] = obs.received_at
             metrics.RECORDS.labels(tp.topic).inc(len(records))
         if not batches and await self._caught_up(consumer):
             # Nothing left to read: the clock moves the watermark, so a stream that stops
             # entirely still closes its buckets (as zeros).
             self.aggregator.advance(datetime.now(UTC))
+        elif (mark := self.watermark_of(consumer)) is not None:
+            self.aggregator.advance(mark)
         closed_before = self.aggregator.closed_until
         anomalies = self.close_buckets()
         for item in anomalies:
@@ -250,6 +260,26 @@ class DetectorService:
                 await consumer.seek_to_end(tp)
             else:
                 await consumer.seek_to_beginning(tp)
+
+    def watermark_of(self, consumer: AIOKafkaConsumer) -> datetime | None:
+        """The newest time every partition has reached: the slowest of the partitions that
+        still have records to read (all of them when none has); None while a partition with
+        records to read has delivered none yet."""
+        behind: list[datetime] = []
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            key = _key(tp)
+            if end is not None and self.offsets.get(key, 0) >= end:
+                continue  # read to its end
+            if end is None and key not in self.partition_times:
+                continue  # nothing fetched yet, nothing known to be there
+            newest = self.partition_times.get(key)
+            if newest is None:
+                return None
+            behind.append(newest)
+        if behind:
+            return min(behind)
+        return max(self.partition_times.values(), default=None)
 
     async def _caught_up(self, consumer: AIOKafkaConsumer) -> bool:
         assigned = list(consumer.assignment())
