@@ -75,7 +75,9 @@ async def for_user(
     """From the user's recent product views (user_id, or anonymous_id for visitors not logged
     in); trending products when the user has no history yet."""
     recent, items = await state.for_user(user_id, limit)
-    personalized = any(i.reason != "trending" for i in items)
+    # Ranked from the user's own history (each item's `reason` names its strongest signal,
+    # which can be trending even then).
+    personalized = bool(recent)
     metrics.PERSONALIZED.labels("personalized" if personalized else "trending").inc()
     return Recommendations(items=_items(items), personalized=personalized, based_on=recent)
 
