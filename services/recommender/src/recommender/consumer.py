@@ -48,12 +48,13 @@ class _SeekToState(ConsumerRebalanceListener):  # type: ignore[misc]
         if rebuild:
             since_ms = int((time.time() - self.settings.recommender_rebuild_hours * 3600) * 1000)
             found = await self.consumer.offsets_for_times({tp: since_ms for tp in rebuild})
+            # Nothing that recent (or nothing at all): start at the end as it is now, an
+            # explicit offset. seek_to_end would be resolved at the next fetch and skip what
+            # arrives in between.
+            ends = await self.consumer.end_offsets(rebuild)
             for tp in rebuild:
                 position = found.get(tp)
-                if position is None:  # nothing that recent: everything is older
-                    await self.consumer.seek_to_end(tp)
-                else:
-                    self.consumer.seek(tp, position.offset)
+                self.consumer.seek(tp, ends[tp] if position is None else position.offset)
             log.info("rebuilding state from the topic", extra={"partitions": len(rebuild)})
 
 
