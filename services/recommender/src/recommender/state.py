@@ -197,7 +197,12 @@ class State:
         pipe.zrevrange(f"{self.prefix}trending", 0, limit - 1, withscores=True)
         pipe.get(f"{self.prefix}trending:t0")
         top, t0 = await pipe.execute()
-        if not top:
+        return self._decayed(top, t0, now)
+
+    def _decayed(
+        self, top: list[Any], t0: Any, now: float | None = None
+    ) -> list[tuple[str, float]]:
+        if not top or t0 is None:
             return []
         half_life = self.settings.recommender_trending_half_life_seconds
         decay = math.exp(-((now or time.time()) - float(t0)) * math.log(2) / half_life)
@@ -250,13 +255,39 @@ class State:
         }
 
     async def for_user(self, user: str, limit: int) -> tuple[list[str], list[Item]]:
-        recent = await self.recent_views(user)
-        neighbours = await self.neighbours(recent) if recent else []
-        tastes = await self.tastes(user)
-        tops = await self.category_tops([c for c, _ in tastes], limit + len(recent))
-        candidates = {p for viewed, bought in neighbours for p, _ in viewed + bought}
+        """Three round trips: the user's views, tastes and the trending list; then the
+        neighbours of the views and the top of the user's categories; then the popularity of
+        the candidates."""
+        p = self.prefix
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrange(f"{p}user:{user}:views", 0, 9)
+        pipe.zrevrange(f"{p}user:{user}:categories", 0, 2, withscores=True)
+        pipe.zrevrange(f"{p}trending", 0, 2 * limit + 10, withscores=True)
+        pipe.get(f"{p}trending:t0")
+        views, taste_pairs, top, t0 = await pipe.execute()
+        recent = [str(v) for v in views]
+        tastes = [(str(c), float(w)) for c, w in taste_pairs]
+        trending = self._decayed(top, t0)
+        pipe = self.redis.pipeline(transaction=False)
+        for product in recent:
+            pipe.zrevrange(f"{p}coview:{product}", 0, 49, withscores=True)
+            pipe.zrevrange(f"{p}cobuy:{product}", 0, 49, withscores=True)
+        for category, _ in tastes:
+            pipe.zrevrange(f"{p}category:{category}", 0, limit + len(recent) - 1, withscores=True)
+        answers = await pipe.execute() if recent or tastes else []
+        neighbours = [
+            (
+                [(str(q), float(c)) for q, c in answers[i]],
+                [(str(q), float(c)) for q, c in answers[i + 1]],
+            )
+            for i in range(0, 2 * len(recent), 2)
+        ]
+        tops = {
+            category: [(str(q), float(v)) for q, v in answers[2 * len(recent) + j]]
+            for j, (category, _) in enumerate(tastes)
+        }
+        candidates = {q for viewed, bought in neighbours for q, _ in viewed + bought}
         popularity = await self.popularity(candidates)
-        trending = await self.trending(limit + len(recent) + limit)
         items = rank_for_user(recent, neighbours, trending, limit, True, popularity, tastes, tops)
         return recent, items
 
