@@ -28,6 +28,7 @@ PROMQL_WORDS = {
     "irate",
     "increase",
     "histogram_quantile",
+    "max_over_time",
     "max",
     "min",
     "avg",
