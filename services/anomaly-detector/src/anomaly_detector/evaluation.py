@@ -19,7 +19,7 @@ import json
 import random
 import statistics
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +78,9 @@ class ModelResult:
     incident_false_alarms: int = 0
     true_episodes: int = 0
     false_alarm_examples: list[str] = field(default_factory=list)
+    # End of the latest anomalous bucket of the normal day: the next one continues its
+    # episode if it starts there.
+    last_normal_end: datetime | None = None
 
     @property
     def recall(self) -> float:
@@ -190,14 +193,13 @@ def evaluate_seed(seed: int, models: tuple[str, ...] = MODELS) -> dict[str, Mode
 
 
 def _count_normal(result: ModelResult, verdicts: list[Verdict], width: timedelta) -> None:
-    # Consecutive anomalous buckets of the normal day are merged in `finish`; here each bucket
-    # with an anomaly that does not continue the previous one opens an episode.
+    """One bucket of the normal day: an anomaly that does not continue the previous
+    anomalous bucket opens a new episode, a false alarm."""
     for start, _, series in episodes(verdicts, width):
-        last = getattr(result, "_last_normal_end", None)
+        last = result.last_normal_end
+        result.last_normal_end = start + width
         if last is not None and start <= last:
-            result._last_normal_end = start + width  # type: ignore[attr-defined]
             continue
-        result._last_normal_end = start + width  # type: ignore[attr-defined]
         result.normal_false_alarms += 1
         if len(result.false_alarm_examples) < 5:
             result.false_alarm_examples.append(f"{start:%a %H:%M} {series}")
@@ -319,10 +321,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nseasonal: targets {'met' if targets_met(chosen) else 'NOT met'}")
         return 0 if targets_met(chosen) else 1
     return 0
-
-
-def _iter(x: Iterator[Any]) -> Iterator[Any]:  # pragma: no cover - keeps typing simple
-    return x
 
 
 if __name__ == "__main__":
