@@ -45,6 +45,7 @@ _PORT_FIELDS = (
     "alertmanager_port",
     "anomaly_metrics_port",
     "recommender_port",
+    "kafka_secure_port",
 )
 
 
@@ -94,6 +95,10 @@ class StackConfig:
     recommender_port: int = 18094
     # Where Alertmanager delivers (clickstream_local.alerting.AlertTargets fields).
     alert_targets: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The broker's TLS + SASL/SCRAM listener (kafka_tls.py), used by the services when
+    # kafka_security is "SASL_SSL"; with "PLAINTEXT" (the default) it is not opened.
+    kafka_secure_port: int = 19094
+    kafka_security: str = "PLAINTEXT"
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"
@@ -151,6 +156,10 @@ class StackConfig:
     @property
     def kafka_libs_dir(self) -> Path:
         return self.cache_dir / "kafka-libs"
+
+    @property
+    def kafka_secure(self) -> bool:
+        return self.kafka_security == "SASL_SSL"
 
     @property
     def spark_jars_dir(self) -> Path:
