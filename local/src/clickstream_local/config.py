@@ -34,6 +34,9 @@ _PORT_FIELDS = (
     "ingest_port",
     "processor_metrics_port",
     "loader_metrics_port",
+    "kinesis_port",
+    "moto_port",
+    "trino_port",
 )
 
 
@@ -77,6 +80,13 @@ class StackConfig:
     ingest_port: int = 18080
     processor_metrics_port: int = 18091
     loader_metrics_port: int = 18092
+    # The AWS path (docs/aws.md): kinesis-local (BUS=kinesis), moto (Glue, SQS) and Trino.
+    kinesis_port: int = 14568
+    moto_port: int = 15050
+    trino_port: int = 18095
+    # The bus between the collector and the processor: "kafka" or "kinesis". Kafka runs in
+    # both cases (versitygw sends the lake's notifications to it).
+    bus: str = "kafka"
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"
@@ -159,6 +169,18 @@ class StackConfig:
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def kinesis_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.kinesis_port}"
+
+    @property
+    def moto_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def trino_url(self) -> str:
+        return f"http://127.0.0.1:{self.trino_port}"
 
     @property
     def ingest_url(self) -> str:

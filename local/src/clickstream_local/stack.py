@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 
+from clickstream_local.aws_parts import Moto, Trino
 from clickstream_local.components import S3, Component, Kafka, Postgres, Prometheus
 from clickstream_local.config import (
     BUCKET,
@@ -60,6 +61,9 @@ class Stack:
             Postgres(config, self.supervisor),
             Prometheus(config, self.supervisor),
             S3(config, self.supervisor),
+            # Optional parts, started by whoever needs them (docs/aws.md).
+            Moto(config, self.supervisor),
+            Trino(config, self.supervisor),
         ]
         parts += [Service(name, config, self.supervisor) for name in SERVICES]
         self.components: dict[str, Component] = {c.name: c for c in parts}
@@ -102,7 +106,7 @@ class Stack:
     def stop(self) -> None:
         """Stop every part that runs, services first, in reverse start order."""
         self._t0 = time.monotonic()
-        for name in reversed(PLATFORM + SERVICES):
+        for name in reversed(list(self.components)):
             if self.components[name].stop():
                 self._say(f"{name}: stopped")
         self.config.saved_path.unlink(missing_ok=True)

@@ -54,13 +54,13 @@ resource "aws_glue_catalog_table" "dataset" {
 }
 
 # Stored the way Athena stores a view it created: a Presto view document, base64-encoded in
-# view_original_text. Its schema is the database, resolved here.
+# view_original_text. Its schema is the database, resolved here. No description: a view is
+# recognised by its comment parameter "Presto View", which a description would replace.
 resource "aws_glue_catalog_table" "current_view" {
   for_each = local.catalog.views
 
   name               = each.key
   database_name      = aws_glue_catalog_database.lake.name
-  description        = each.value.Description
   table_type         = "VIRTUAL_VIEW"
   parameters         = each.value.Parameters
   view_original_text = "/* Presto View: ${base64encode(jsonencode(merge(each.value.PrestoView, { schema = aws_glue_catalog_database.lake.name })))} */"

@@ -181,11 +181,16 @@ def _view_columns(spec: TableSpec) -> list[dict[str, str]]:
 
 
 def presto_view_document(spec: TableSpec) -> dict[str, Any]:
-    """The view definition Athena (and Trino) store, without its schema (the database)."""
+    """The view definition Athena (and Trino) store, without its schema (the database).
+
+    Run as the invoker: whoever queries the view needs access to its table (on AWS: the
+    caller's IAM permissions), as with Athena's own views.
+    """
     return {
         "originalSql": current_view_sql(spec),
         "catalog": ATHENA_CATALOG,
         "columns": _view_columns(spec),
+        "runAsInvoker": True,
     }
 
 
@@ -204,15 +209,12 @@ def _glue_view_columns(spec: TableSpec) -> list[dict[str, str]]:
     return [*glue_columns(spec), *({"Name": n, "Type": t} for n, t in PARTITION_KEYS)]
 
 
-def _view_description(spec: TableSpec) -> str:
-    return f"Rows of {spec.name} as the warehouse holds them (one per key)"
-
-
 def glue_view_input(spec: TableSpec, database: str = DEFAULT_DATABASE) -> dict[str, Any]:
     """The `TableInput` of the `<name>_current` view (a VIRTUAL_VIEW, as Athena writes it)."""
+    # No Description: Glue's description is the table comment, and a view is recognised by
+    # its comment "Presto View" (Trino; Athena writes the same).
     return {
         "Name": view_name(spec),
-        "Description": _view_description(spec),
         "TableType": "VIRTUAL_VIEW",
         "Parameters": dict(_VIEW_PARAMETERS),
         "ViewOriginalText": presto_view_text(spec, database),
@@ -295,7 +297,6 @@ def render_terraform_catalog() -> dict[str, Any]:
         },
         "views": {
             view_name(spec): {
-                "Description": _view_description(spec),
                 "Parameters": dict(_VIEW_PARAMETERS),
                 "ViewExpandedText": _VIEW_EXPANDED_TEXT,
                 "Columns": _glue_view_columns(spec),

@@ -1,0 +1,147 @@
+"""Optional parts of the local platform for the AWS path (docs/aws.md):
+
+* `moto`: a local endpoint of the AWS APIs that have no open-source twin here (Glue, SQS).
+* `trino`: Trino 476, the engine behind Athena, reading the lake through the Glue tables
+  registered in `moto` (catalog `awsdatacatalog`, as Athena names the Glue catalog).
+
+Neither runs by default; the tests that need them start them next to a stack.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from clickstream_local.components import Component, child_env, http_ok
+from clickstream_local.config import REGION, S3_ACCESS_KEY, S3_SECRET_KEY, read_versions
+
+# moto accepts any key; these only make the requests well-formed.
+MOTO_ACCESS_KEY = "moto"
+MOTO_SECRET_KEY = "moto-secret"  # noqa: S105 - a local mock's placeholder
+TRINO_CATALOG = "awsdatacatalog"
+
+
+class Moto(Component):
+    """moto's server mode: Glue, SQS, SNS, ... on one port (state in memory)."""
+
+    name = "moto"
+    start_timeout = 60.0
+
+    def command(self) -> list[str]:
+        moto_server = Path(sys.executable).parent / "moto_server"
+        return [str(moto_server), "-H", "127.0.0.1", "-p", str(self.config.moto_port)]
+
+    def is_ready(self) -> bool:
+        return http_ok(f"{self.config.moto_endpoint}/moto-api/")
+
+
+def java_at_least(major: int, jvm_dir: Path = Path("/usr/lib/jvm")) -> Path:
+    """JAVA_HOME of an installed JDK whose major version is `major` or newer."""
+    for release in sorted(jvm_dir.glob("*/release")):
+        for line in release.read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                version = line.split("=", 1)[1].strip('"')
+                if int(version.split(".")[0]) >= major and (release.parent / "bin/java").is_file():
+                    return release.parent
+    raise RuntimeError(f"no JDK {major}+ under {jvm_dir} (Trino needs it; see docs/aws.md)")
+
+
+class Trino(Component):
+    """A single-node Trino (coordinator and worker) with the Hive connector on Glue + S3."""
+
+    name = "trino"
+    needs = ("moto", "s3")
+    start_timeout = 120.0
+    stop_timeout = 30.0
+
+    @property
+    def home(self) -> Path:
+        version = read_versions()["TRINO_VERSION"]
+        return self.config.cache_dir / f"trino-{version}"
+
+    @property
+    def etc_dir(self) -> Path:
+        return self.config.conf_dir / "trino"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir / "trino"
+
+    def files(self) -> dict[str, str]:
+        c = self.config
+        return {
+            "config.properties": "\n".join(
+                [
+                    "coordinator=true",
+                    "node-scheduler.include-coordinator=true",
+                    f"http-server.http.port={c.trino_port}",
+                    f"discovery.uri=http://127.0.0.1:{c.trino_port}",
+                    "query.max-memory=512MB",
+                    "query.max-memory-per-node=512MB",
+                ]
+            ),
+            "log.properties": "io.trino=INFO",
+            f"catalog/{TRINO_CATALOG}.properties": "\n".join(
+                [
+                    "connector.name=hive",
+                    "hive.metastore=glue",
+                    f"hive.metastore.glue.region={REGION}",
+                    f"hive.metastore.glue.endpoint-url={c.moto_endpoint}",
+                    f"hive.metastore.glue.aws-access-key={MOTO_ACCESS_KEY}",
+                    f"hive.metastore.glue.aws-secret-key={MOTO_SECRET_KEY}",
+                    "fs.native-s3.enabled=true",
+                    f"s3.endpoint={c.s3_endpoint}",
+                    f"s3.region={REGION}",
+                    "s3.path-style-access=true",
+                    f"s3.aws-access-key={S3_ACCESS_KEY}",
+                    f"s3.aws-secret-key={S3_SECRET_KEY}",
+                ]
+            ),
+        }
+
+    def prepare(self) -> None:
+        if not (self.home / "lib").is_dir() or not (self.home / "plugin" / "hive").is_dir():
+            raise RuntimeError(f"{self.home} missing (run local/bootstrap.sh)")
+        for name, text in self.files().items():
+            path = self.etc_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("# Written by clickstream_local; regenerated on every start.\n" + text)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        java = java_at_least(24) / "bin" / "java"
+        etc = self.etc_dir
+        return [
+            str(java),
+            "-Xmx1G",
+            "-XX:+UseG1GC",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-XX:+EnableDynamicAgentLoading",
+            "-Djdk.attach.allowAttachSelf=true",
+            # The lake's timestamps are UTC; so are the answers.
+            "-Duser.timezone=UTC",
+            "-Dnode.environment=clickstream",
+            "-Dnode.id=local",
+            # Without it the node announces its first interface and calls itself there.
+            "-Dnode.internal-address=127.0.0.1",
+            f"-Dnode.data-dir={self.data_dir}",
+            f"-Dconfig={etc / 'config.properties'}",
+            f"-Dlog.levels-file={etc / 'log.properties'}",
+            f"-Dcatalog.config-dir={etc / 'catalog'}",
+            f"-Dplugin.dir={self.home / 'plugin'}",
+            "-cp",
+            f"{self.home / 'lib'}/*",
+            "io.trino.server.TrinoServer",
+        ]
+
+    def env(self) -> dict[str, str]:
+        return child_env({"JAVA_HOME": str(java_at_least(24))})
+
+    def is_ready(self) -> bool:
+        import httpx
+
+        try:
+            info = httpx.get(f"{self.config.trino_url}/v1/info", timeout=1.0).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return info.get("starting") is False
