@@ -72,3 +72,18 @@ if [[ -z "$trino_java" ]]; then
     exit 1
 fi
 say "trino: Java from $trino_java"
+
+# --- kinesis-local (kinesis-mock built for Node), the local Kinesis endpoint (BUS=kinesis) ----
+# npm keeps the package in its cache (~/.npm), so a fresh clone installs it offline-fast.
+kinesis_dir="$CACHE/kinesis-local-$KINESIS_LOCAL_VERSION"
+if [[ -f "$kinesis_dir/node_modules/kinesis-local/main.js" ]]; then
+    say "kinesis-local: $KINESIS_LOCAL_VERSION present"
+else
+    command -v npm >/dev/null || { echo "npm is required for kinesis-local" >&2; exit 1; }
+    say "kinesis-local: npm install $KINESIS_LOCAL_VERSION"
+    tmp="$kinesis_dir.tmp.$$"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    npm install --no-audit --no-fund --silent --prefix "$tmp" "kinesis-local@$KINESIS_LOCAL_VERSION"
+    rm -rf "$kinesis_dir"
+    mv "$tmp" "$kinesis_dir"
+fi

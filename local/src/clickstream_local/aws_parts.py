@@ -1,5 +1,6 @@
 """Optional parts of the local platform for the AWS path (docs/aws.md):
 
+* `kinesis`: kinesis-local (kinesis-mock for Node), the events stream when BUS=kinesis.
 * `moto`: a local endpoint of the AWS APIs that have no open-source twin here (Glue, SQS).
 * `trino`: Trino 476, the engine behind Athena, reading the lake through the Glue tables
   registered in `moto` (catalog `awsdatacatalog`, as Athena names the Glue catalog).
@@ -13,12 +14,93 @@ import sys
 from pathlib import Path
 
 from clickstream_local.components import Component, child_env, http_ok
-from clickstream_local.config import REGION, S3_ACCESS_KEY, S3_SECRET_KEY, read_versions
+from clickstream_local.config import (
+    REGION,
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    StackConfig,
+    read_versions,
+)
 
 # moto accepts any key; these only make the requests well-formed.
 MOTO_ACCESS_KEY = "moto"
 MOTO_SECRET_KEY = "moto-secret"  # noqa: S105 - a local mock's placeholder
 TRINO_CATALOG = "awsdatacatalog"
+KINESIS_STREAM = "clickstream-events"
+KINESIS_DEAD_LETTER_STREAM = "clickstream-events-dlq"
+# Streams created at start, with their shard counts (the events stream as the Kafka topic).
+KINESIS_STREAMS = {KINESIS_STREAM: 6, KINESIS_DEAD_LETTER_STREAM: 1}
+
+
+class KinesisLocal(Component):
+    """kinesis-local, started from its own package folder (it reads server.json from there),
+    persisting its streams under the state dir so a restart keeps what the checkpoints name."""
+
+    name = "kinesis"
+    start_timeout = 60.0
+
+    @property
+    def package_dir(self) -> Path:
+        version = read_versions()["KINESIS_LOCAL_VERSION"]
+        return self.config.cache_dir / f"kinesis-local-{version}" / "node_modules" / "kinesis-local"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir / "kinesis"
+
+    def prepare(self) -> None:
+        if not (self.package_dir / "main.js").is_file():
+            raise RuntimeError(f"{self.package_dir} missing (run local/bootstrap.sh)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return ["node", "main.js"]
+
+    def cwd(self) -> Path:
+        return self.package_dir
+
+    def env(self) -> dict[str, str]:
+        c = self.config
+        return child_env(
+            {
+                "KINESIS_MOCK_PLAIN_PORT": str(c.kinesis_port),
+                # The TLS listener cannot be turned off: give it a port of its own too.
+                "KINESIS_MOCK_TLS_PORT": str(c.kinesis_tls_port),
+                "INITIALIZE_STREAMS": ",".join(f"{n}:{k}" for n, k in KINESIS_STREAMS.items()),
+                "AWS_REGION": REGION,
+                "SHOULD_PERSIST_DATA": "true",
+                "PERSIST_PATH": str(self.data_dir),
+                "PERSIST_INTERVAL": "1s",
+                "LOG_LEVEL": "WARN",
+            }
+        )
+
+    def client(self) -> object:
+        import boto3
+
+        return boto3.client(
+            "kinesis",
+            endpoint_url=self.config.kinesis_endpoint,
+            region_name=REGION,
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+        )
+
+    def is_ready(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            kinesis = self.client()
+            for stream in KINESIS_STREAMS:
+                summary = kinesis.describe_stream_summary(StreamName=stream)  # type: ignore[attr-defined]
+                if summary["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+                    return False
+        except (BotoCoreError, ClientError):
+            return False
+        return True
+
+    def setup(self) -> str:
+        return "streams: " + ", ".join(f"{n} ({k} shards)" for n, k in KINESIS_STREAMS.items())
 
 
 class Moto(Component):
@@ -145,3 +227,24 @@ class Trino(Component):
         except (httpx.HTTPError, ValueError):
             return False
         return info.get("starting") is False
+
+
+# The collector's and the processor's bus settings (INGEST_SINK, PROCESSOR_SOURCE).
+_BUS_SETTING = {"ingest-api": "INGEST_SINK", "stream-processor": "PROCESSOR_SOURCE"}
+
+
+def bus_needs(config: StackConfig, service: str) -> tuple[str, ...]:
+    return ("kinesis",) if config.bus == "kinesis" and service in _BUS_SETTING else ()
+
+
+def bus_env(config: StackConfig, service: str) -> dict[str, str]:
+    """The bus settings of a service: nothing for Kafka (the default), the stream for Kinesis."""
+    if config.bus != "kinesis" or service not in _BUS_SETTING:
+        return {}
+    return {
+        _BUS_SETTING[service]: "kinesis",
+        "KINESIS_STREAM_NAME": KINESIS_STREAM,
+        "KINESIS_DEAD_LETTER_STREAM_NAME": KINESIS_DEAD_LETTER_STREAM,
+        "KINESIS_REGION": REGION,
+        "KINESIS_ENDPOINT_URL": config.kinesis_endpoint,
+    }

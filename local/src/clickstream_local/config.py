@@ -35,6 +35,7 @@ _PORT_FIELDS = (
     "processor_metrics_port",
     "loader_metrics_port",
     "kinesis_port",
+    "kinesis_tls_port",
     "moto_port",
     "trino_port",
 )
@@ -82,6 +83,7 @@ class StackConfig:
     loader_metrics_port: int = 18092
     # The AWS path (docs/aws.md): kinesis-local (BUS=kinesis), moto (Glue, SQS) and Trino.
     kinesis_port: int = 14568
+    kinesis_tls_port: int = 14567
     moto_port: int = 15050
     trino_port: int = 18095
     # The bus between the collector and the processor: "kafka" or "kinesis". Kafka runs in

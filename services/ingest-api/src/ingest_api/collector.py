@@ -11,6 +11,7 @@ from fastapi import Request
 
 from ingest_api import metrics
 from ingest_api.auth import Client
+from ingest_api.bus import EventBus
 from ingest_api.config import Settings
 from ingest_api.enrichment import RequestFacts, client_address, parse_networks, truncate_ip
 from ingest_api.errors import ApiError
@@ -24,14 +25,14 @@ from ingest_api.intake import (
     read_limited,
 )
 from ingest_api.middleware import REQUEST_ID
-from ingest_api.publisher import KafkaPublisher, PublishError
+from ingest_api.publisher import PublishError
 from ingest_api.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 
 class Collector:
-    def __init__(self, settings: Settings, publisher: KafkaPublisher) -> None:
+    def __init__(self, settings: Settings, publisher: EventBus) -> None:
         self.settings = settings
         self.publisher = publisher
         self.limiter = RateLimiter()

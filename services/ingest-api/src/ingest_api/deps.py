@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ingest_api.auth import Client, optional_client, require_client
+from ingest_api.bus import EventBus
 from ingest_api.collector import Collector
 from ingest_api.config import Settings, app_settings
-from ingest_api.publisher import KafkaPublisher
 
 
-async def get_publisher(request: Request) -> KafkaPublisher:
-    publisher: KafkaPublisher = request.app.state.publisher
+async def get_publisher(request: Request) -> EventBus:
+    publisher: EventBus = request.app.state.publisher
     return publisher
 
 
@@ -48,7 +48,7 @@ async def get_optional_intake(request: Request) -> OptionalIntake:
     return OptionalIntake(await optional_client(request), request.app.state.collector)
 
 
-Publisher = Annotated[KafkaPublisher, Depends(get_publisher)]
+Publisher = Annotated[EventBus, Depends(get_publisher)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 OptionalIntakeDep = Annotated[OptionalIntake, Depends(get_optional_intake)]
 CollectorDep = Annotated[Collector, Depends(get_collector)]

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clickstream_common.logs import configure_logging
+from ingest_api.bus import make_publisher
 from ingest_api.collector import Collector
 from ingest_api.config import Settings, get_settings
 from ingest_api.enrichment import user_agent_info
@@ -20,7 +21,6 @@ from ingest_api.errors import error_response
 from ingest_api.hot_path import HOT_ROUTES
 from ingest_api.middleware import CollectorMiddleware, RepeatFilter, install_log_record_factory
 from ingest_api.openapi import components
-from ingest_api.publisher import KafkaPublisher
 from ingest_api.routes import events, health, pixel, segment, tracker
 
 SECURITY_SCHEMES = {
@@ -39,11 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         user_agent_info("Mozilla/5.0")  # the parser compiles its rules on first use
-        publisher = KafkaPublisher(
-            settings.kafka_bootstrap_servers,
-            settings.ingest_publish_timeout_seconds,
-            linger_ms=settings.ingest_kafka_linger_ms,
-        )
+        publisher = make_publisher(settings)
         await publisher.start()
         app.state.publisher = publisher
         app.state.collector = Collector(settings, publisher)

@@ -30,6 +30,7 @@ from clickstream_common.probes import ProbeServer
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
 from stream_processor import metrics, transforms
 from stream_processor.config import Settings
+from stream_processor.kinesis_source import kinesis_stream
 from stream_processor.live_figures import LiveFigures
 from stream_processor.session import build_session
 from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
@@ -57,6 +58,18 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("failOnDataLoss", "true")
         .load()
     )
+
+
+def source_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The events, from the bus PROCESSOR_SOURCE names, in the Kafka source's columns."""
+    if settings.processor_source == "kinesis":
+        return kinesis_stream(
+            spark,
+            settings,
+            settings.processor_starting_offsets,
+            settings.processor_max_offsets_per_trigger,
+        )
+    return kafka_stream(spark, settings)
 
 
 def _freshness(query: str, newest: datetime | None) -> None:
@@ -145,20 +158,20 @@ def start_queries(
 
     deduplicated = transforms.without_bots(
         transforms.deduplicate(
-            transforms.aggregate_input(kafka_stream(spark, settings)),
+            transforms.aggregate_input(source_stream(spark, settings)),
             settings.processor_watermark_delay,
         ),
         settings.processor_exclude_bots,
     )
     sessions_input = transforms.without_bots(
         transforms.deduplicate(
-            transforms.aggregate_input(kafka_stream(spark, settings)),
+            transforms.aggregate_input(source_stream(spark, settings)),
             settings.processor_watermark_delay,
         ),
         settings.processor_exclude_bots,
     )
     return [
-        start(LAKE, kafka_stream(spark, settings), "append", trigger, batches.lake),
+        start(LAKE, source_stream(spark, settings), "append", trigger, batches.lake),
         start(
             WINDOWS,
             transforms.window_aggregates(deduplicated),
