@@ -260,6 +260,7 @@ def test_the_chart_installs_with_the_example_values(tmp_path: Path) -> None:
     assert ingest["INGEST_SINK"] == "kinesis"
     assert ingest["KINESIS_STREAM_NAME"] == values["kinesis"]["streamName"]
     assert ingest["KINESIS_REGION"] == values["kinesis"]["region"]
+    assert ingest["KINESIS_DEAD_LETTER_STREAM_NAME"] == values["kinesis"]["deadLetterStreamName"]
     # Kinesis bus and SQS notifications: nothing needs Kafka.
     assert "KAFKA_BOOTSTRAP_SERVERS" not in ingest
     processor = env_of("StatefulSet", "stream-processor")

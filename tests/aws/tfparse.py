@@ -80,12 +80,19 @@ class Statement:
     dynamic: bool  # inside a `dynamic "statement"` block (present only for some inputs)
 
 
+def _values(values: Any) -> tuple[str, ...]:
+    """A list of literals, or one expression (a `for` that makes the list) as given."""
+    if isinstance(values, str):
+        return (values,)
+    return tuple(text(v) for v in values)
+
+
 def statements(document: dict[str, Any]) -> Iterator[Statement]:
     """The statements of an aws_iam_policy_document, dynamic ones included."""
 
     def one(body: dict[str, Any], dynamic: bool) -> Statement:
         conditions = tuple(
-            (text(c["test"]), text(c["variable"]), tuple(text(v) for v in c["values"]))
+            (text(c["test"]), text(c["variable"]), _values(c["values"]))
             for c in body.get("condition", [])
         )
         return Statement(

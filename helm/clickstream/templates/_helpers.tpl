@@ -227,6 +227,10 @@ and the Kinesis stream when the bus is kinesis. Call with (dict "root" . "settin
 {{- if eq $v.bus "kinesis" }}
 - name: KINESIS_STREAM_NAME
   value: {{ required "kinesis.streamName is required when bus is kinesis" $v.kinesis.streamName | quote }}
+{{- if and (eq .setting "INGEST_SINK") $v.kinesis.deadLetterStreamName }}
+- name: KINESIS_DEAD_LETTER_STREAM_NAME
+  value: {{ $v.kinesis.deadLetterStreamName | quote }}
+{{- end }}
 - name: KINESIS_REGION
   value: {{ default $v.s3.region $v.kinesis.region | quote }}
 {{- with $v.kinesis.endpointUrl }}

@@ -41,11 +41,15 @@ data "aws_iam_policy_document" "ingest_api" {
   count = local.kinesis ? 1 : 0
 
   statement {
-    sid = "PutEvents"
-    actions = [
-      "kinesis:PutRecords",
-      "kinesis:DescribeStreamSummary",
-    ]
+    sid       = "PutEvents"
+    actions   = ["kinesis:PutRecords"]
+    resources = [aws_kinesis_stream.events[0].arn, aws_kinesis_stream.dead_letters[0].arn]
+  }
+
+  # Readiness (/readyz): the events stream is there and active.
+  statement {
+    sid       = "CheckStream"
+    actions   = ["kinesis:DescribeStreamSummary"]
     resources = [aws_kinesis_stream.events[0].arn]
   }
 

@@ -15,3 +15,19 @@ resource "aws_kinesis_stream" "events" {
 
   tags = local.tags
 }
+
+# The collector's rejected events (the dead-letter topic's counterpart): one shard is plenty.
+resource "aws_kinesis_stream" "dead_letters" {
+  count            = local.kinesis ? 1 : 0
+  name             = "${var.name}-events-dlq"
+  shard_count      = 1
+  retention_period = var.kinesis_retention_hours
+  encryption_type  = "KMS"
+  kms_key_id       = aws_kms_key.lake.arn
+
+  stream_mode_details {
+    stream_mode = "PROVISIONED"
+  }
+
+  tags = local.tags
+}

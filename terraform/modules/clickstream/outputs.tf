@@ -12,8 +12,9 @@ locals {
       bootstrapServers = var.bus == "kafka" ? var.kafka_bootstrap_servers : null
     }
     kinesis = {
-      streamName = local.kinesis ? aws_kinesis_stream.events[0].name : null
-      region     = local.kinesis ? local.region : null
+      streamName           = local.kinesis ? aws_kinesis_stream.events[0].name : null
+      deadLetterStreamName = local.kinesis ? aws_kinesis_stream.dead_letters[0].name : null
+      region               = local.kinesis ? local.region : null
     }
     s3 = {
       bucket = aws_s3_bucket.lake.bucket
@@ -77,6 +78,11 @@ output "kafka_bootstrap_servers" {
 output "kinesis_stream_name" {
   description = "Helm value kinesis.streamName (bus = kinesis)."
   value       = local.helm_values.kinesis.streamName
+}
+
+output "kinesis_dead_letter_stream_name" {
+  description = "Helm value kinesis.deadLetterStreamName (bus = kinesis)."
+  value       = local.helm_values.kinesis.deadLetterStreamName
 }
 
 output "kinesis_region" {
