@@ -14,8 +14,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -159,11 +161,18 @@ def _diff(spec: TableSpec, got: list[Any], expected: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def test_trino_over_the_glue_tables_answers_what_the_warehouse_answers(
-    lake_stack: RunningStack,
-) -> None:
+@dataclass(frozen=True)
+class LoadedLake:
+    stack: RunningStack
+    start: datetime  # the traffic's event-time range
+    end: datetime
+    events: int
+
+
+@pytest.fixture(scope="module")
+def loaded_lake(lake_stack: RunningStack) -> LoadedLake:
+    """Simulated shoppers through the whole pipeline, until every batch is in the warehouse."""
     info = lake_stack.info
-    config = lake_stack.stack.config
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start, end = now - timedelta(minutes=10), now - timedelta(minutes=5)
     events = ClickstreamGenerator(seed=414).events_between(start, end, 2000)
@@ -202,7 +211,16 @@ def test_trino_over_the_glue_tables_answers_what_the_warehouse_answers(
         return done and len(settled) >= 2 and settled[-1] == settled[-2]
 
     wait_for(everything_loaded, timeout=180, interval=5, what="the loader to load every batch")
+    return LoadedLake(lake_stack, start, end, len(events))
 
+
+def test_trino_over_the_glue_tables_answers_what_the_warehouse_answers(
+    loaded_lake: LoadedLake,
+) -> None:
+    info = loaded_lake.stack.info
+    config = loaded_lake.stack.stack.config
+    start, end = loaded_lake.start, loaded_lake.end
+    now = datetime.now(UTC)
     projection_start = (now - timedelta(days=1)).date()
     register = subprocess.run(
         [
@@ -246,7 +264,7 @@ def test_trino_over_the_glue_tables_answers_what_the_warehouse_answers(
         compared[spec.name] = len(expected)
     # Every data set had rows in the range: the comparison is not between two empty sets.
     assert all(compared.values()), compared
-    assert compared["events"] == len(events)
+    assert compared["events"] == loaded_lake.events
 
 
 def test_projection_start_is_a_date() -> None:
@@ -267,3 +285,39 @@ def test_projection_start_is_a_date() -> None:
         check=False,
     )
     assert proc.returncode == 2 and "projection-start" in proc.stderr
+
+
+def test_the_duckdb_example_reads_what_the_warehouse_holds(loaded_lake: LoadedLake) -> None:
+    """docs/examples/duckdb_lake.py, run as a user would, against the same lake."""
+    info = loaded_lake.stack.info
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "duckdb_lake.py"
+    proc = subprocess.run(
+        [sys.executable, str(example)],
+        env={
+            **os.environ,
+            "LAKE_BUCKET": info.s3_bucket,
+            "S3_ENDPOINT_URL": info.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": info.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": info.s3_secret_key,
+            "AWS_REGION": info.s3_region,
+            "LAKE_FROM": loaded_lake.start.isoformat(),
+            "LAKE_TO": loaded_lake.end.isoformat(),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = set()
+    for line in proc.stdout.splitlines():
+        when, event_type, events, users = line.split(",")
+        got.add((datetime.fromisoformat(when), event_type, int(events), int(users)))
+    with psycopg.connect(info.warehouse_dsn) as conn:
+        rows = conn.execute(
+            "SELECT window_start, event_type, events, unique_users "
+            "FROM analytics.event_counts_minute WHERE window_start >= %s AND window_start < %s",
+            (loaded_lake.start, loaded_lake.end),
+        ).fetchall()
+    expected = {(r[0].astimezone(UTC), r[1], r[2], r[3]) for r in rows}
+    assert expected and got == expected
