@@ -22,8 +22,6 @@ from ingest_api.kinesis_publisher import (
 from ingest_api.publisher import PublishError
 from tests.aws.conftest import kinesis_client, new_stream
 
-EVENTS, DEAD = "clickstream.events", "clickstream.events.dlq"
-
 
 def test_partition_key_is_the_user_key_or_a_hash() -> None:
     assert partition_key(b"user-1", b"{}") == "user-1"
@@ -73,9 +71,7 @@ class FlakyKinesis:
 
 
 def _publisher(fake: Any, timeout: float = 2.0) -> KinesisPublisher:
-    return KinesisPublisher(
-        KinesisSettings(), {EVENTS: "events", DEAD: "dead"}, timeout, client=fake
-    )
+    return KinesisPublisher(KinesisSettings(), timeout, client=fake)
 
 
 async def test_refused_records_are_sent_again_alone_until_all_are_stored() -> None:
@@ -83,7 +79,7 @@ async def test_refused_records_are_sent_again_alone_until_all_are_stored() -> No
     publisher = _publisher(fake)
     before = RECORD_RETRIES.labels("ProvisionedThroughputExceededException")._value.get()
     records = [(f"u{i}".encode(), f"v{i}".encode()) for i in range(5)]
-    await publisher.publish([(EVENTS, records), (DEAD, [])])
+    await publisher.publish(records, [])
     assert records == []  # handed over
     assert Counter(fake.stored) == Counter(f"v{i}".encode() for i in range(5))
     assert fake.calls[1] == [b"v1", b"v3"] and fake.calls[2] == [b"v1"]
@@ -97,7 +93,7 @@ async def test_a_stream_that_keeps_refusing_is_a_publish_error_in_time() -> None
     loop = asyncio.get_running_loop()
     begin = loop.time()
     with pytest.raises(PublishError):
-        await publisher.publish([(EVENTS, [(b"u", b"v")])])
+        await publisher.publish([(b"u", b"v")], [])
     assert loop.time() - begin < 2.0
     assert fake.stored == []
 
@@ -105,7 +101,7 @@ async def test_a_stream_that_keeps_refusing_is_a_publish_error_in_time() -> None
 async def test_a_missing_stream_fails_at_once() -> None:
     fake = FlakyKinesis(error="ResourceNotFoundException")
     with pytest.raises(PublishError, match="ResourceNotFoundException"):
-        await _publisher(fake, timeout=5).publish([(EVENTS, [(b"u", b"v")])])
+        await _publisher(fake, timeout=5).publish([(b"u", b"v")], [])
     assert len(fake.calls) == 1
 
 
@@ -118,13 +114,13 @@ async def test_publish_to_kinesis_local_stores_each_event_under_its_user(kinesis
         kinesis_endpoint_url=kinesis_env,
         kinesis_region="us-east-1",
     )
-    publisher = KinesisPublisher(settings, {EVENTS: events, DEAD: dead}, 5.0)
+    publisher = KinesisPublisher(settings, 5.0)
     await publisher.start()
     try:
         assert publisher.ready and await publisher.check()
         accepted = [(f"user-{i % 4}".encode(), f"event-{i}".encode()) for i in range(40)]
         rejected = [(b"user-9", b"bad-event")]
-        await publisher.publish([(EVENTS, list(accepted)), (DEAD, list(rejected))])
+        await publisher.publish(list(accepted), list(rejected))
     finally:
         await publisher.stop()
 
@@ -152,11 +148,22 @@ async def test_an_unreachable_endpoint_is_not_ready_and_refuses() -> None:
     settings = KinesisSettings(
         kinesis_endpoint_url="http://127.0.0.1:9", kinesis_region="us-east-1"
     )
-    publisher = KinesisPublisher(settings, {EVENTS: "events"}, 1.0)
+    publisher = KinesisPublisher(settings, 1.0)
     await publisher.start()
     try:
         assert not publisher.ready
         with pytest.raises(PublishError):
-            await publisher.publish([(EVENTS, [(b"u", b"v")])])
+            await publisher.publish([(b"u", b"v")], [])
     finally:
         await publisher.stop()
+
+
+def test_the_sink_setting_chooses_the_publisher(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest_api.config import Settings
+    from ingest_api.publisher import KafkaPublisher, publisher_from_settings
+
+    monkeypatch.setenv("KINESIS_STREAM_NAME", "my-events")
+    kinesis = publisher_from_settings(Settings(ingest_sink="kinesis"))
+    assert isinstance(kinesis, KinesisPublisher)
+    assert kinesis.settings.kinesis_stream_name == "my-events"
+    assert isinstance(publisher_from_settings(Settings()), KafkaPublisher)

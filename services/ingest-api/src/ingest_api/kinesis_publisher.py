@@ -1,4 +1,4 @@
-"""Kinesis Data Streams as the collector's bus (INGEST_SINK=kinesis).
+"""Kinesis Data Streams as the collector's bus (INGEST_SINK=kinesis): a `Publisher`.
 
 The same promise as Kafka: `publish` returns only once PutRecords has stored every record, or
 raises PublishError (the request gets 503 and stores nothing it was told about). PutRecords is
@@ -21,7 +21,6 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -95,15 +94,13 @@ class KinesisPublisher:
     def __init__(
         self,
         settings: KinesisSettings,
-        streams: Mapping[str, str],
         timeout_seconds: float,
         check_interval_seconds: float = 2.0,
         client: Any = None,
     ) -> None:
-        """`streams` maps the collector's destinations (the topic names it publishes to) to
-        stream names. `client` is for tests; by default one is created on start."""
+        """Events go to KINESIS_STREAM_NAME, dead letters to KINESIS_DEAD_LETTER_STREAM_NAME.
+        `client` is for tests; by default one is created on start."""
         self.settings = settings
-        self.streams = dict(streams)
         self.timeout_seconds = timeout_seconds
         self.check_interval_seconds = check_interval_seconds
         self.client: Any = client
@@ -163,18 +160,21 @@ class KinesisPublisher:
             await asyncio.sleep(self.check_interval_seconds)
             await self.check()
 
-    async def publish(self, batches: Sequence[tuple[str, Records]]) -> None:
-        """Send (destination, [(key, value)]) batches; return only once every record is
-        stored. Each list of records is emptied once its entries are built."""
-        if not any(records for _, records in batches):
+    async def publish(self, events: Records, dead_letters: Records) -> None:
+        """Send both lists to their streams; return only once every record is stored. Each
+        list is emptied once its entries are built."""
+        if not events and not dead_letters:
             return
+        batches = (
+            (self.settings.kinesis_stream_name, events),
+            (self.settings.kinesis_dead_letter_stream_name, dead_letters),
+        )
         begin = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                for destination, records in batches:
+                for stream, records in batches:
                     if not records:
                         continue
-                    stream = self.streams[destination]
                     entries = [
                         {"Data": value, "PartitionKey": partition_key(key, value)}
                         for key, value in records
