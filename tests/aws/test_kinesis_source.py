@@ -280,3 +280,20 @@ def test_spark_reads_kinesis_in_kafka_columns_and_replays_a_batch_exactly(
     assert sorted(replayed[last]) == sorted(batches[last])
     later = [r for b, rs in replayed.items() if b > last for r in rs]
     assert sorted(bytes(r[1]) for r in later) == sorted(v for _, v in _records(30, tag="y"))
+
+
+def test_small_batches_carry_the_planned_records_and_equal_a_fresh_read(kinesis_env: str) -> None:
+    stream = new_stream(kinesis_env, shards=2)
+    options = _options(kinesis_env, stream)
+    planner = KinesisStreamReader(options)
+    start = planner.initialOffset()
+    _put(kinesis_env, stream, _records(80, users=20))
+    end = planner.latestOffset(start, ReadAllAvailable())
+    carried = planner.partitions(start, end)
+    assert carried and all(p.records is not None for p in carried)  # type: ignore[attr-defined]
+    # A reader that did not plan the batch (a restarted driver) reads the shards instead.
+    fresh = KinesisStreamReader(options).partitions(start, end)
+    assert all(p.records is None for p in fresh)  # type: ignore[attr-defined]
+    assert _read_batch(planner, start, end) == [
+        r for p in fresh for r in KinesisStreamReader(options).read(p)
+    ]

@@ -8,11 +8,12 @@ No Spark 4 Kinesis connector is published, so this is a Spark Python Data Source
   shard so far, "done": the shard is closed and read to its end}}}`.
 * **Planning** (`latestOffset`, on the driver) lists the shards and reads each open one from
   its position, up to the batch's share of `maxRecordsPerTrigger`, to learn the last sequence
-  number there is: that is the batch's end. Kinesis has no "end offset" call; the records are
-  read again by the partition (below), so planning costs one extra read of each record.
-* **One partition per shard** (`partitions`, `read`, on the executors): each reads exactly the
-  records between the batch's start and end positions of its shard, and fails if the shard no
-  longer has them (retention passed), like Kafka's failOnDataLoss.
+  number there is: that is the batch's end. Kinesis has no "end offset" call.
+* **One partition per shard** (`partitions`, `read`, on the executors): each yields exactly the
+  records between the batch's start and end positions of its shard. A small batch carries the
+  records planning read (no second read of the shard); a large one, or a batch planned before
+  a restart, reads them again and fails if the shard no longer has them (retention passed),
+  like Kafka's failOnDataLoss. Both give the same rows: records in a shard never change.
 * **Resharding**: a shard that was split or merged is read to its end first; its children are
   added to the offsets (from their first record) only in a later batch, once every parent is
   done, so one user's records keep their order across a reshard.
@@ -184,9 +185,16 @@ def read_shard(
     return ShardRead(records, closed=iterator is None)
 
 
+# Planned records a batch's partitions carry at most (bytes of data, all shards): beyond it the
+# executors read the shards again instead of the planner shipping the records to them.
+CARRY_BYTES = 8 * 1024 * 1024
+
+
 class KinesisStreamReader(DataSourceStreamReader):
     def __init__(self, options: Options) -> None:
         self.options = options
+        # What the last planning read, per shard: (start position, end position, records).
+        self._planned: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
 
     def _client(self) -> Any:
         return client(self.options)
@@ -229,27 +237,43 @@ class KinesisStreamReader(DataSourceStreamReader):
         budget: int | None = None
         if isinstance(limit, ReadMaxRows) and active:
             budget = max(1, limit.max_rows // len(active))
+        self._planned = {}
         for shard_id in active:
             entry = state[shard_id]
             read = read_shard(kinesis, self.options.stream, shard_id, entry["pos"], budget)
             if read.records:
-                entry["pos"] = AFTER + read.records[-1]["SequenceNumber"]
+                end = AFTER + read.records[-1]["SequenceNumber"]
+                self._planned[shard_id] = (entry["pos"], end, read.records)
+                entry["pos"] = end
                 entry["n"] += len(read.records)
             # Done only when nothing is left to read: a limit may stop before the end.
             entry["done"] = read.closed and (budget is None or len(read.records) < budget)
         return {"shards": state}
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[InputPartition]:
-        parts: list[InputPartition] = []
+        parts: list[ShardRange] = []
         for shard_id, last in sorted(end["shards"].items()):
             first = start["shards"].get(shard_id, {"pos": TRIM, "n": 0})
             count = last["n"] - first["n"]
             if count > 0:
                 parts.append(ShardRange(shard_id, first["pos"], first["n"], last["pos"], count))
-        return parts
+        # The records planning read for exactly these ranges travel with the partitions.
+        planned = [self._planned.get(p.shard_id) for p in parts]
+        matching = [
+            plan is not None and plan[0] == p.start and plan[1] == p.end and len(plan[2]) == p.count
+            for p, plan in zip(parts, planned, strict=True)
+        ]
+        size = sum(len(r["Data"]) for plan in planned if plan for r in plan[2])
+        if parts and all(matching) and size <= CARRY_BYTES:
+            for part, plan in zip(parts, planned, strict=True):
+                assert plan is not None
+                part.records = [row(self.options.stream, part, i, r) for i, r in enumerate(plan[2])]
+        return list(parts)
 
     def read(self, partition: InputPartition) -> Iterator[tuple[Any, ...]]:
         assert isinstance(partition, ShardRange)
+        if partition.records is not None:
+            return iter(partition.records)
         return read_range(self.options, partition)
 
     def commit(self, end: dict[str, Any]) -> None:
@@ -266,6 +290,8 @@ class ShardRange(InputPartition):
         self.ordinal = ordinal
         self.end = end
         self.count = count
+        # The rows, when planning read them for this very range (small batches).
+        self.records: list[tuple[Any, ...]] | None = None
 
 
 def read_range(options: Options, part: ShardRange) -> Iterator[tuple[Any, ...]]:
@@ -280,16 +306,21 @@ def read_range(options: Options, part: ShardRange) -> Iterator[tuple[Any, ...]]:
             "(records past the stream's retention are gone)"
         )
     for i, record in enumerate(records):
-        arrival = record["ApproximateArrivalTimestamp"]
-        yield (
-            options.stream,
-            part.shard_id,
-            record["SequenceNumber"],
-            part.ordinal + i,
-            record["PartitionKey"],
-            bytes(record["Data"]),
-            arrival.astimezone(UTC).replace(tzinfo=None) if arrival.tzinfo else arrival,
-        )
+        yield row(options.stream, part, i, record)
+
+
+def row(stream: str, part: ShardRange, index: int, record: dict[str, Any]) -> tuple[Any, ...]:
+    """One record as a row of SCHEMA (the arrival time zone-aware, so no local zone applies)."""
+    arrival = record["ApproximateArrivalTimestamp"]
+    return (
+        stream,
+        part.shard_id,
+        record["SequenceNumber"],
+        part.ordinal + index,
+        record["PartitionKey"],
+        bytes(record["Data"]),
+        arrival.astimezone(UTC) if arrival.tzinfo else arrival.replace(tzinfo=UTC),
+    )
 
 
 class KinesisDataSource(DataSource):
