@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from clickstream_local.aws_parts import KinesisLocal, Moto
+from clickstream_local.components import Component
 from clickstream_local.config import REGION, S3_ACCESS_KEY, S3_SECRET_KEY, StackConfig
 from clickstream_local.supervisor import Supervisor
 
@@ -26,24 +27,22 @@ def scratch_config() -> Iterator[StackConfig]:
         shutil.rmtree(config.state_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def kinesis_local(scratch_config: StackConfig) -> Iterator[KinesisLocal]:
-    part = KinesisLocal(scratch_config, Supervisor(scratch_config.state_dir))
+def _running(part: Component) -> Iterator[Any]:
     try:
         part.start()
         yield part
     finally:
         part.stop()
+
+
+@pytest.fixture(scope="module")
+def kinesis_local(scratch_config: StackConfig) -> Iterator[KinesisLocal]:
+    yield from _running(KinesisLocal(scratch_config, Supervisor(scratch_config.state_dir)))
 
 
 @pytest.fixture(scope="module")
 def moto_server(scratch_config: StackConfig) -> Iterator[Moto]:
-    part = Moto(scratch_config, Supervisor(scratch_config.state_dir))
-    try:
-        part.start()
-        yield part
-    finally:
-        part.stop()
+    yield from _running(Moto(scratch_config, Supervisor(scratch_config.state_dir)))
 
 
 def kinesis_client(endpoint: str) -> Any:

@@ -30,9 +30,7 @@ from clickstream_common.lake import parse_commit_marker_key
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import TABLES, TableSpec, qualified, quote_identifier
 from clickstream_local.aws_parts import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, TRINO_CATALOG
-from clickstream_simulator.generator import ClickstreamGenerator
-from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
-from tests.conftest import RunningStack, wait_for
+from tests.conftest import RunningStack, send_closed_range, wait_for
 
 pytestmark = pytest.mark.platform
 
@@ -175,20 +173,7 @@ def loaded_lake(lake_stack: RunningStack) -> LoadedLake:
     info = lake_stack.info
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start, end = now - timedelta(minutes=10), now - timedelta(minutes=5)
-    events = ClickstreamGenerator(seed=414).events_between(start, end, 2000)
-    # Events of "now" move the watermark past the range: its windows and sessions close.
-    closing = ClickstreamGenerator(seed=415).events_between(
-        datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=1), 20
-    )
-    stats = DeliveryStats()
-    sender = HttpSender(info.ingest_url, info.write_key)
-    try:
-        for batch in batched(events, 100):
-            sender.send(batch, stats)
-        sender.send(closing, stats)
-    finally:
-        sender.close()
-    assert stats.rejected == 0 and stats.accepted == len(events) + len(closing)
+    events, _ = send_closed_range(info, start, end, 2000, seed=414)
 
     def sessions_loaded() -> int | None:
         with psycopg.connect(info.warehouse_dsn) as conn:
