@@ -297,3 +297,36 @@ def test_small_batches_carry_the_planned_records_and_equal_a_fresh_read(kinesis_
     assert _read_batch(planner, start, end) == [
         r for p in fresh for r in KinesisStreamReader(options).read(p)
     ]
+
+
+def test_planning_continues_with_the_last_iterator(
+    kinesis_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stream_processor.kinesis_source as source
+
+    calls: list[str] = []
+    real_client = source.client
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(source, "client", lambda options: Counting(real_client(options)))
+    stream = new_stream(kinesis_env, shards=2)
+    reader = KinesisStreamReader(_options(kinesis_env, stream))
+    offset = reader.initialOffset()
+    seen: list[bytes] = []
+    for round_ in range(3):
+        _put(kinesis_env, stream, _records(30, users=10, tag=f"r{round_}-"))
+        calls.clear()
+        end = reader.latestOffset(offset, ReadAllAvailable())
+        if round_ > 0:
+            # Both shards continue from the iterators of the previous planning.
+            assert "get_shard_iterator" not in calls
+        seen += [r[5] for r in _read_batch(reader, offset, end)]
+        offset = end
+    assert sorted(seen) == sorted(v for i in range(3) for _, v in _records(30, 10, f"r{i}-"))

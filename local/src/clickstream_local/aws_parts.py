@@ -28,8 +28,10 @@ MOTO_SECRET_KEY = "moto-secret"  # noqa: S105 - a local mock's placeholder
 TRINO_CATALOG = "awsdatacatalog"
 KINESIS_STREAM = "clickstream-events"
 KINESIS_DEAD_LETTER_STREAM = "clickstream-events-dlq"
-# Streams created at start, with their shard counts (the events stream as the Kafka topic).
-KINESIS_STREAMS = {KINESIS_STREAM: 6, KINESIS_DEAD_LETTER_STREAM: 1}
+# Streams created at start, with their shard counts. Two shards, not the Kafka topic's six:
+# kinesis-mock serves each shard's reads slowly, and the processor polls every shard of every
+# query each trigger (local[2] reads two partitions at a time anyway).
+KINESIS_STREAMS = {KINESIS_STREAM: 2, KINESIS_DEAD_LETTER_STREAM: 1}
 
 
 class KinesisLocal(Component):
@@ -70,7 +72,8 @@ class KinesisLocal(Component):
                 "AWS_REGION": REGION,
                 "SHOULD_PERSIST_DATA": "true",
                 "PERSIST_PATH": str(self.data_dir),
-                "PERSIST_INTERVAL": "1s",
+                # It rewrites the whole store each time: seconds apart, not every second.
+                "PERSIST_INTERVAL": "10s",
                 "LOG_LEVEL": "WARN",
             }
         )
@@ -241,7 +244,12 @@ def bus_env(config: StackConfig, service: str) -> dict[str, str]:
     """The bus settings of a service: nothing for Kafka (the default), the stream for Kinesis."""
     if config.bus != "kinesis" or service not in _BUS_SETTING:
         return {}
-    return {
+    env = {}
+    if service == "stream-processor":
+        # Checkpoints name their source: a state dir that ran on Kafka keeps those apart.
+        checkpoints = config.data_dir / "checkpoints" / "stream-processor-kinesis"
+        env["PROCESSOR_CHECKPOINT_LOCATION"] = str(checkpoints)
+    return env | {
         _BUS_SETTING[service]: "kinesis",
         "KINESIS_STREAM_NAME": KINESIS_STREAM,
         "KINESIS_DEAD_LETTER_STREAM_NAME": KINESIS_DEAD_LETTER_STREAM,

@@ -53,6 +53,7 @@ AFTER = "after:"
 AT_TIMESTAMP = "ts:"
 # GetRecords returns at most 10,000 records per call.
 MAX_PER_CALL = 10_000
+LIST_SHARDS_SECONDS = 10.0
 RETRYABLE = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -164,15 +165,37 @@ def _call(fn: Any, **kwargs: Any) -> Any:
 class ShardRead:
     records: list[dict[str, Any]]
     closed: bool  # the shard is closed and every record up to its end was read
+    next_iterator: str | None = None  # continues right after the last record read
 
 
 def read_shard(
-    kinesis: Any, stream: str, shard_id: str, position: str, limit: int | None
+    kinesis: Any,
+    stream: str,
+    shard_id: str,
+    position: str,
+    limit: int | None,
+    iterator: str | None = None,
 ) -> ShardRead:
-    """Records of a shard after `position`, until caught up with its end (or `limit`)."""
-    iterator = _call(
+    """Records of a shard after `position`, until caught up with its end (or `limit`).
+
+    `iterator`, when given, must point at `position` (the `next_iterator` of the read that
+    ended there): it saves a GetShardIterator call. An expired one is replaced.
+    """
+    from botocore.exceptions import ClientError
+
+    if iterator is not None:
+        try:
+            return _read_from(kinesis, iterator, limit)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExpiredIteratorException":
+                raise
+    fresh = _call(
         kinesis.get_shard_iterator, StreamName=stream, ShardId=shard_id, **iterator_args(position)
     )["ShardIterator"]
+    return _read_from(kinesis, fresh, limit)
+
+
+def _read_from(kinesis: Any, iterator: str | None, limit: int | None) -> ShardRead:
     records: list[dict[str, Any]] = []
     while iterator is not None and (limit is None or len(records) < limit):
         want = MAX_PER_CALL if limit is None else min(MAX_PER_CALL, limit - len(records))
@@ -182,7 +205,7 @@ def read_shard(
         # Empty and caught up: this is the end of an open shard for now.
         if not answer["Records"] and not answer.get("MillisBehindLatest"):
             break
-    return ShardRead(records, closed=iterator is None)
+    return ShardRead(records, closed=iterator is None, next_iterator=iterator)
 
 
 # Planned records a batch's partitions carry at most (bytes of data, all shards): beyond it the
@@ -195,6 +218,18 @@ class KinesisStreamReader(DataSourceStreamReader):
         self.options = options
         # What the last planning read, per shard: (start position, end position, records).
         self._planned: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
+        # Per shard, the iterator that continues planning where it stopped: (position, it).
+        # Saves a GetShardIterator per shard and batch (shard iterators live 5 minutes).
+        self._iterators: dict[str, tuple[str, str]] = {}
+        self._shards: tuple[float, list[dict[str, Any]]] | None = None
+
+    def _list_shards(self, kinesis: Any) -> list[dict[str, Any]]:
+        """The stream's shards, listed again at most every LIST_SHARDS_SECONDS (a reshard is
+        seen that much later; closed parents are found by reading them to their end)."""
+        now = time.monotonic()
+        if self._shards is None or now - self._shards[0] >= LIST_SHARDS_SECONDS:
+            self._shards = (now, list_shards(kinesis, self.options.stream))
+        return self._shards[1]
 
     def _client(self) -> Any:
         return client(self.options)
@@ -223,7 +258,7 @@ class KinesisStreamReader(DataSourceStreamReader):
     def latestOffset(self, start: dict[str, Any], limit: ReadLimit) -> dict[str, Any]:
         kinesis = self._client()
         state: dict[str, dict[str, Any]] = {k: dict(v) for k, v in start["shards"].items()}
-        shards = list_shards(kinesis, self.options.stream)
+        shards = self._list_shards(kinesis)
         listed = {s["ShardId"] for s in shards}
         # Children join once every parent still in the stream has been read to its end.
         for shard in shards:
@@ -240,12 +275,18 @@ class KinesisStreamReader(DataSourceStreamReader):
         self._planned = {}
         for shard_id in active:
             entry = state[shard_id]
-            read = read_shard(kinesis, self.options.stream, shard_id, entry["pos"], budget)
+            cached = self._iterators.pop(shard_id, None)
+            iterator = cached[1] if cached is not None and cached[0] == entry["pos"] else None
+            read = read_shard(
+                kinesis, self.options.stream, shard_id, entry["pos"], budget, iterator
+            )
             if read.records:
                 end = AFTER + read.records[-1]["SequenceNumber"]
                 self._planned[shard_id] = (entry["pos"], end, read.records)
                 entry["pos"] = end
                 entry["n"] += len(read.records)
+            if read.next_iterator is not None:
+                self._iterators[shard_id] = (entry["pos"], read.next_iterator)
             # Done only when nothing is left to read: a limit may stop before the end.
             entry["done"] = read.closed and (budget is None or len(read.records) < budget)
         return {"shards": state}
