@@ -330,3 +330,20 @@ def test_planning_continues_with_the_last_iterator(
         seen += [r[5] for r in _read_batch(reader, offset, end)]
         offset = end
     assert sorted(seen) == sorted(v for i in range(3) for _, v in _records(30, 10, f"r{i}-"))
+
+
+def test_only_a_python_worker_start_timeout_restarts_a_query_and_only_a_few_times() -> None:
+    from stream_processor.job import MAX_RESTARTS, restartable
+
+    class Failed:
+        def __init__(self, error: str | None) -> None:
+            self.error = error
+
+        def exception(self) -> Exception | None:
+            return RuntimeError(self.error) if self.error else None
+
+    timeout = Failed("[STREAM_FAILED] ... Python worker failed to connect back.")
+    assert restartable(timeout, 0)  # type: ignore[arg-type]
+    assert not restartable(timeout, MAX_RESTARTS)  # type: ignore[arg-type]
+    assert not restartable(Failed("DataLossError: records gone"), 0)  # type: ignore[arg-type]
+    assert not restartable(Failed(None), 0)  # type: ignore[arg-type]

@@ -134,6 +134,13 @@ class BatchWriters:
 def start_queries(
     spark: SparkSession, settings: Settings, writer: LakeWriter
 ) -> list[StreamingQuery]:
+    return [start() for start in query_starters(spark, settings, writer).values()]
+
+
+def query_starters(
+    spark: SparkSession, settings: Settings, writer: LakeWriter
+) -> dict[str, Callable[[], StreamingQuery]]:
+    """Per query, a function that starts it (again: from its checkpoint)."""
     checkpoints = settings.processor_checkpoint_location.rstrip("/")
     trigger = settings.processor_trigger_interval
     batches = BatchWriters(writer)
@@ -170,23 +177,36 @@ def start_queries(
         ),
         settings.processor_exclude_bots,
     )
-    return [
-        start(LAKE, source_stream(spark, settings), "append", trigger, batches.lake),
-        start(
-            WINDOWS,
-            transforms.window_aggregates(deduplicated),
-            "update",
-            trigger,
-            batches.windows,
-        ),
-        start(
+    lake = source_stream(spark, settings)
+    windows = transforms.window_aggregates(deduplicated)
+    sessions = transforms.sessions(sessions_input, settings.processor_session_gap)
+    return {
+        LAKE: lambda: start(LAKE, lake, "append", trigger, batches.lake),
+        WINDOWS: lambda: start(WINDOWS, windows, "update", trigger, batches.windows),
+        SESSIONS_QUERY: lambda: start(
             SESSIONS_QUERY,
-            transforms.sessions(sessions_input, settings.processor_session_gap),
+            sessions,
             "append",
             settings.processor_sessions_trigger_interval,
             batches.sessions,
         ),
-    ]
+    }
+
+
+# Spark gives a Python worker (e.g. the Kinesis source's planner) 10 s to start and connect
+# back, a limit it hard-codes; on a CPU-starved machine an interpreter can take longer. The
+# query is then restarted from its checkpoint (exactly once as ever), a few times at most.
+TRANSIENT_FAILURES = ("Python worker failed to connect back",)
+MAX_RESTARTS = 5
+
+
+def restartable(query: StreamingQuery, restarts: int) -> bool:
+    error = query.exception()
+    return (
+        error is not None
+        and restarts < MAX_RESTARTS
+        and any(text in str(error) for text in TRANSIENT_FAILURES)
+    )
 
 
 def run() -> None:
@@ -197,7 +217,9 @@ def run() -> None:
     spark = build_session(settings, POOL_WEIGHTS)
     spark.streams.addListener(metrics.PrometheusListener())
     writer = LakeWriter(s3_client(settings), settings.s3_bucket)
-    queries = start_queries(spark, settings, writer)
+    starters = query_starters(spark, settings, writer)
+    queries = [start() for start in starters.values()]
+    restarts = dict.fromkeys(starters, 0)
     probe = ProbeServer(
         settings.processor_metrics_host,
         settings.processor_metrics_port,
@@ -215,8 +237,16 @@ def run() -> None:
     signal.signal(signal.SIGINT, handler)
     try:
         while not stopping.is_set():
-            for query in queries:
+            for i, query in enumerate(queries):
                 if not query.isActive:
+                    if restartable(query, restarts[query.name]):
+                        restarts[query.name] += 1
+                        log.warning(
+                            "query failed to start its Python worker; restarting it",
+                            extra={"query": query.name, "restarts": restarts[query.name]},
+                        )
+                        queries[i] = starters[query.name]()
+                        continue
                     # A failed query must fail the process, so the supervisor restarts it.
                     raise RuntimeError(f"query {query.name} stopped: {query.exception()}")
             stopping.wait(1.0)
