@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
 from clickstream_common.settings import KinesisSettings
+from clickstream_local.config import S3_ACCESS_KEY, S3_SECRET_KEY
 from stream_processor.kinesis_source import (
     DataLossError,
     KinesisStreamReader,
@@ -194,16 +195,8 @@ def test_latest_starts_after_what_is_already_there(kinesis_env: str) -> None:
 
 @pytest.fixture(scope="module")
 def spark_session() -> Any:
-    import os
-    import sys
-
-    from clickstream_local.config import S3_ACCESS_KEY, S3_SECRET_KEY
-
-    # The JVM starts the source's Python runner and workers with its own environment, the
-    # one of this moment (as a service gets it at start).
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    # A session another test module made (the processor's) is shared, and left running.
+    existing = SparkSession.getActiveSession()
     session = (
         SparkSession.builder.master("local[2]")
         .appName("kinesis-source-test")
@@ -214,7 +207,8 @@ def spark_session() -> Any:
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
-    session.stop()
+    if existing is None:
+        session.stop()
 
 
 def _run_to_end(
@@ -235,6 +229,7 @@ def _run_to_end(
         query.stop()
 
 
+@pytest.mark.spark
 def test_spark_reads_kinesis_in_kafka_columns_and_replays_a_batch_exactly(
     kinesis_env: str, spark_session: SparkSession, tmp_path: Path
 ) -> None:
@@ -242,7 +237,8 @@ def test_spark_reads_kinesis_in_kafka_columns_and_replays_a_batch_exactly(
     settings = KinesisSettings(
         kinesis_stream_name=stream, kinesis_endpoint_url=kinesis_env, kinesis_region="us-east-1"
     )
-    frame = kinesis_stream(spark_session, settings, "earliest", 0)
+    keys = (S3_ACCESS_KEY, S3_SECRET_KEY)  # as options: the shared session's JVM has no keys
+    frame = kinesis_stream(spark_session, settings, "earliest", 0, keys)
     assert frame.columns == [
         "key",
         "value",
@@ -274,9 +270,8 @@ def test_spark_reads_kinesis_in_kafka_columns_and_replays_a_batch_exactly(
     shutil.rmtree(checkpoint / "state", ignore_errors=True)
     _put(kinesis_env, stream, _records(30, tag="y"))  # newer records must not leak in
     replayed: dict[int, list[Any]] = {}
-    _run_to_end(
-        spark_session, kinesis_stream(spark_session, settings, "earliest", 0), checkpoint, replayed
-    )
+    again = kinesis_stream(spark_session, settings, "earliest", 0, keys)
+    _run_to_end(spark_session, again, checkpoint, replayed)
     assert sorted(replayed[last]) == sorted(batches[last])
     later = [r for b, rs in replayed.items() if b > last for r in rs]
     assert sorted(bytes(r[1]) for r in later) == sorted(v for _, v in _records(30, tag="y"))

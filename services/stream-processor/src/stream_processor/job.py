@@ -63,11 +63,14 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
 def source_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     """The events, from the bus PROCESSOR_SOURCE names, in the Kafka source's columns."""
     if settings.processor_source == "kinesis":
+        secret = settings.aws_secret_access_key
+        keys = settings.aws_access_key_id
         return kinesis_stream(
             spark,
             settings,
             settings.processor_starting_offsets,
             settings.processor_max_offsets_per_trigger,
+            (keys, secret.get_secret_value()) if keys and secret else None,
         )
     return kafka_stream(spark, settings)
 
