@@ -123,16 +123,29 @@ async def loader_lag(bootstrap: str) -> int:
         await admin.close()
 
 
-@pytest.mark.parametrize("bus", ["kafka", "kinesis"])
+# SASL_SSL: every service connects through the broker's TLS + SCRAM-SHA-512 listener only
+# (clickstream_local.kafka_tls), as to a managed Kafka; the test's own Kafka checks below use
+# the broker's plaintext listener. kinesis: Kinesis (kinesis-local) is the bus between the
+# collector and the processor; the lake's notifications still reach the loader over Kafka
+# (versitygw sends them there).
+@pytest.mark.parametrize(
+    ("bus", "kafka_security"),
+    [("kafka", "PLAINTEXT"), ("kafka", "SASL_SSL"), ("kinesis", "PLAINTEXT")],
+)
 def test_events_flow_exactly_from_http_to_the_warehouse(
-    stack_factory: StackFactory, bus: str
+    stack_factory: StackFactory, bus: str, kafka_security: str
 ) -> None:
     # A stack of its own: the watermark is per query, and other tests' traffic would move it.
-    # The bus between collector and processor is Kafka or Kinesis (kinesis-local); the lake's
-    # notifications reach the loader over Kafka in both (versitygw sends them there).
-    info = stack_factory(
-        services=("ingest-api", "stream-processor", "warehouse-loader"), bus=bus
-    ).info
+    running = stack_factory(
+        services=("ingest-api", "stream-processor", "warehouse-loader"),
+        kafka_security=kafka_security,
+        bus=bus,
+    )
+    info = running.info
+    if kafka_security == "SASL_SSL":
+        env = running.stack.components["ingest-api"].env()
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] != info.kafka_bootstrap
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     # Four whole event-time minutes, far enough back that current traffic closes them.
     start, end = now - timedelta(minutes=7), now - timedelta(minutes=3)

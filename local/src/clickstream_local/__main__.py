@@ -80,11 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=0.0, help="demo: stop after N seconds (0: at Ctrl-C)"
     )
+    parser.add_argument(
+        "--kafka-security",
+        choices=["PLAINTEXT", "SASL_SSL"],
+        default=None,
+        help="up/demo: SASL_SSL connects the services through the broker's TLS + SCRAM "
+        "listener (default: PLAINTEXT, or what the running stack uses)",
+    )
     args = parser.parse_args(argv)
 
     config = _config(args.state_dir)
     if args.bus is not None and args.command in ("up", "demo"):
         config = dataclasses.replace(config, bus=args.bus)
+    if args.kafka_security:
+        config = dataclasses.replace(config, kafka_security=args.kafka_security)
     stack = Stack(config, progress=lambda line: print(line, flush=True))
     if args.command == "up":
         try:

@@ -34,6 +34,7 @@ _PORT_FIELDS = (
     "ingest_port",
     "processor_metrics_port",
     "loader_metrics_port",
+    "kafka_secure_port",
     "kinesis_port",
     "kinesis_tls_port",
     "moto_port",
@@ -81,6 +82,10 @@ class StackConfig:
     ingest_port: int = 18080
     processor_metrics_port: int = 18091
     loader_metrics_port: int = 18092
+    # The broker's TLS + SASL/SCRAM listener (kafka_tls.py), used by the services when
+    # kafka_security is "SASL_SSL"; with "PLAINTEXT" (the default) it is not opened.
+    kafka_secure_port: int = 19094
+    kafka_security: str = "PLAINTEXT"
     # The AWS path (docs/aws.md): kinesis-local (BUS=kinesis), moto (Glue, SQS) and Trino.
     kinesis_port: int = 14568
     kinesis_tls_port: int = 14567
@@ -146,6 +151,10 @@ class StackConfig:
     @property
     def kafka_libs_dir(self) -> Path:
         return self.cache_dir / "kafka-libs"
+
+    @property
+    def kafka_secure(self) -> bool:
+        return self.kafka_security == "SASL_SSL"
 
     @property
     def spark_jars_dir(self) -> Path:

@@ -25,11 +25,13 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from clickstream_common.kafka_security import spark_kafka_options
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
 from stream_processor import metrics, transforms
 from stream_processor.config import Settings
+from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.kinesis_source import kinesis_stream
 from stream_processor.live_figures import LiveFigures
 from stream_processor.session import build_session
@@ -56,6 +58,7 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("startingOffsets", settings.processor_starting_offsets)
         .option("maxOffsetsPerTrigger", settings.processor_max_offsets_per_trigger)
         .option("failOnDataLoss", "true")
+        .options(**spark_kafka_options(settings))
         .load()
     )
 
@@ -132,12 +135,6 @@ class BatchWriters:
         rows = table_for(SESSIONS, table, batch_id)
         # No freshness sample: a session is written by design only a gap after its end.
         self.writer.write_table(SESSIONS.name, rows, batch_id, SESSIONS.time_column, newest)
-
-
-def start_queries(
-    spark: SparkSession, settings: Settings, writer: LakeWriter
-) -> list[StreamingQuery]:
-    return [start() for start in query_starters(spark, settings, writer).values()]
 
 
 def query_starters(
@@ -220,15 +217,16 @@ def run() -> None:
     spark = build_session(settings, POOL_WEIGHTS)
     spark.streams.addListener(metrics.PrometheusListener())
     writer = LakeWriter(s3_client(settings), settings.s3_bucket)
+    queries: list[StreamingQuery] = []
+    # Up (not ready) before Kafka is: a broker that refuses the credentials keeps the probe
+    # at 503 with the reason in the log, rather than failing queries and restarting.
     starters = query_starters(spark, settings, writer)
-    queries = [start() for start in starters.values()]
     restarts = dict.fromkeys(starters, 0)
     probe = ProbeServer(
         settings.processor_metrics_host,
         settings.processor_metrics_port,
-        ready=lambda: all(q.isActive for q in queries),
+        ready=lambda: bool(queries) and all(q.isActive for q in queries),
     ).start()
-    log.info("streaming queries started", extra={"queries": [q.name for q in queries]})
 
     stopping = threading.Event()
 
@@ -238,6 +236,11 @@ def run() -> None:
     handler: Callable[[int, FrameType | None], None] = stop
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    # With Kinesis as the bus there is no Kafka to wait for (the source's planner reports an
+    # unreachable stream by failing its query).
+    if settings.processor_source == "kinesis" or wait_for_kafka(spark, settings, stopping):
+        queries += [start() for start in starters.values()]
+        log.info("streaming queries started", extra={"queries": [q.name for q in queries]})
     try:
         while not stopping.is_set():
             for i, query in enumerate(queries):
