@@ -122,6 +122,33 @@ def stack_factory() -> Iterator[StackFactory]:
             _stop(stack, state)
 
 
+def send_closed_range(
+    info: ConnectionInfo, start: Any, end: Any, count: int, seed: int
+) -> tuple[list[dict[str, Any]], Any]:
+    """`count` simulated events in [start, end) over HTTP, then a few of "now" that move the
+    watermark past the range (its windows and sessions close); every one must be accepted.
+    Returns the range's events and the delivery stats (which hold every accepted event)."""
+    from datetime import UTC, datetime, timedelta
+
+    from clickstream_simulator.generator import ClickstreamGenerator
+    from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
+
+    events = ClickstreamGenerator(seed=seed).events_between(start, end, count)
+    closing = ClickstreamGenerator(seed=seed + 1).events_between(
+        datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=1), 20
+    )
+    stats = DeliveryStats()
+    sender = HttpSender(info.ingest_url, info.write_key)
+    try:
+        for batch in batched(events, 100):
+            sender.send(batch, stats)
+        sender.send(closing, stats)
+    finally:
+        sender.close()
+    assert stats.rejected == 0 and stats.accepted == len(events) + len(closing)
+    return events, stats
+
+
 @pytest.fixture(scope="session")
 def live_pipeline(running_stack: RunningStack) -> RunningStack:
     """The shared stack after real traffic (valid and invalid events) went through every stage.

@@ -100,3 +100,23 @@ def test_status_of_nothing(tmp_path: Path) -> None:
     stack = Stack(StackConfig.ephemeral(tmp_path))
     assert all(s.pid is None and not s.ready for s in stack.status())
     stack.stop()  # nothing to stop: no error
+
+
+def test_the_kinesis_bus_reaches_the_collector_and_the_processor(tmp_path: Path) -> None:
+    from clickstream_local.services import service_env
+
+    c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b")
+    assert "INGEST_SINK" not in service_env(c, "ingest-api")  # Kafka: the services' default
+    k = StackConfig.ephemeral(
+        tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b", bus="kinesis"
+    )
+    ingest, processor = service_env(k, "ingest-api"), service_env(k, "stream-processor")
+    assert ingest["INGEST_SINK"] == "kinesis" and processor["PROCESSOR_SOURCE"] == "kinesis"
+    for env in (ingest, processor):
+        assert env["KINESIS_ENDPOINT_URL"] == f"http://127.0.0.1:{k.kinesis_port}"
+    assert processor["PROCESSOR_CHECKPOINT_LOCATION"].endswith("stream-processor-kinesis")
+    assert (
+        service_env(c, "stream-processor")["PROCESSOR_CHECKPOINT_LOCATION"]
+        != (processor["PROCESSOR_CHECKPOINT_LOCATION"])
+    )
+    assert "INGEST_SINK" not in service_env(k, "warehouse-loader")

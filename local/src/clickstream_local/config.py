@@ -46,6 +46,10 @@ _PORT_FIELDS = (
     "anomaly_metrics_port",
     "recommender_port",
     "kafka_secure_port",
+    "kinesis_port",
+    "kinesis_tls_port",
+    "moto_port",
+    "trino_port",
 )
 
 
@@ -99,6 +103,14 @@ class StackConfig:
     # kafka_security is "SASL_SSL"; with "PLAINTEXT" (the default) it is not opened.
     kafka_secure_port: int = 19094
     kafka_security: str = "PLAINTEXT"
+    # The AWS path (docs/aws.md): kinesis-local (BUS=kinesis), moto (Glue, SQS) and Trino.
+    kinesis_port: int = 14568
+    kinesis_tls_port: int = 14567
+    moto_port: int = 15050
+    trino_port: int = 18095
+    # The bus between the collector and the processor: "kafka" or "kinesis". Kafka runs in
+    # both cases (versitygw sends the lake's notifications to it).
+    bus: str = "kafka"
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"
@@ -185,6 +197,18 @@ class StackConfig:
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def kinesis_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.kinesis_port}"
+
+    @property
+    def moto_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def trino_url(self) -> str:
+        return f"http://127.0.0.1:{self.trino_port}"
 
     @property
     def ingest_url(self) -> str:

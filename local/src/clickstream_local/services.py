@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from clickstream_local.aws_parts import bus_env, bus_needs
 from clickstream_local.components import Component, child_env, http_ok
 from clickstream_local.config import (
     BUCKET,
@@ -71,6 +72,8 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
             "PROCESSOR_METRICS_PORT": str(config.processor_metrics_port),
             # Spark otherwise binds its driver to the first non-loopback interface.
             "SPARK_LOCAL_IP": "127.0.0.1",
+            # Python workers (the Kinesis source's reads) run this environment's Python.
+            "PYSPARK_PYTHON": sys.executable,
         }
     elif name == "anomaly-detector":
         env |= {"ANOMALY_METRICS_PORT": str(config.anomaly_metrics_port)}
@@ -93,7 +96,7 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
         env |= SecureListener(
             config.conf_dir / "kafka" / "tls", config.kafka_secure_port
         ).client_env()
-    return env | config.service_env.get(name, {})
+    return env | bus_env(config, name) | config.service_env.get(name, {})
 
 
 class Service(Component):
@@ -102,7 +105,7 @@ class Service(Component):
     def __init__(self, name: str, config: StackConfig, supervisor: Supervisor) -> None:
         super().__init__(config, supervisor)
         self.name = name
-        self.needs = _NEEDS[name]
+        self.needs = _NEEDS[name] + bus_needs(config, name)
         # A Spark session alone takes ~10 s on 2 cores, more while the platform is busy.
         self.start_timeout = 180.0 if name == "stream-processor" else 60.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -44,6 +44,8 @@ class Settings(CommonSettings):
         '"rate_limit_events_per_second", "rate_limit_burst"}, as a JSON object',
     )
     ingest_publish_timeout_seconds: float = 5.0
+    # The bus accepted events go to: "kafka", or "kinesis" (KINESIS_* settings; docs/aws.md).
+    ingest_sink: Literal["kafka", "kinesis"] = "kafka"
     ingest_max_events_per_request: int = 500
     ingest_max_request_bytes: int = 1024 * 1024
     # At most 512 KiB, so an event (and its dead letter) always fits a Kafka record of 1 MiB.
