@@ -24,6 +24,7 @@ from clickstream_common.tables import (
     quote_identifier,
     sql_type,
 )
+from warehouse_loader.identity_sql import identity_migration
 
 LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
 MIGRATIONS = f"{WAREHOUSE_SCHEMA}.schema_migrations"
@@ -421,4 +422,5 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
         *(_postgres_indexes() if dialect is Dialect.POSTGRES else []),
         *bi_views(dialect),
     ]
-    return [(1, v1), (2, v2)]
+    # v3: the identity map, stitched views and user traits (identity_sql.py).
+    return [(1, v1), (2, v2), (3, identity_migration(dialect))]
