@@ -42,7 +42,10 @@ def test_csv_rows_become_identify_events_with_string_traits() -> None:
 
 
 def test_json_lines_keep_their_types_and_name_bad_lines() -> None:
-    text = '{"id": 7, "ltv": 120.5, "vip": true}\n\n[1, 2]\n{broken\n{"id": "x", "updated_at": "soon"}\n'
+    text = (
+        '{"id": 7, "ltv": 120.5, "vip": true}\n\n[1, 2]\n{broken\n'
+        '{"id": "x", "updated_at": "soon"}\n'
+    )
     result = build_events(records(text, "jsonl"), "id", "updated_at", NOW, 16384)
     assert [e["user_id"] for e in result.events] == ["7"]
     assert result.events[0]["properties"]["traits"] == {"ltv": 120.5, "vip": True}
