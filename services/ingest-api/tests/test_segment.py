@@ -88,7 +88,20 @@ def test_track_maps_ids_times_commerce_fields_and_context() -> None:
             "os_name": "iOS",
             "os_version": "17.1",
         },
+        # The whole context, kept as it came.
+        "raw_context": message["context"],
     }
+
+
+def test_raw_context_keeps_every_key_but_the_address() -> None:
+    context = {
+        "ip": "203.0.113.9",
+        "device": {"id": "device-1", "type": "android"},
+        "campaign": {"name": "spring"},
+        "custom": {"experiment": "b"},
+    }
+    event, _ = to_event({"userId": "u", "event": "X", "context": context}, "track", T0, None)
+    assert event["raw_context"] == {k: v for k, v in context.items() if k != "ip"}
 
 
 def test_other_calls() -> None:

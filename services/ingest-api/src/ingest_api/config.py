@@ -32,6 +32,12 @@ class WriteKey(BaseModel):
     rate_limit_burst: int | None = Field(
         default=None, ge=0, description="Events allowed at once above the sustained rate."
     )
+    use_context_ip: bool = Field(
+        default=False,
+        description="A trusted server source: its SDK reports the end user's address in "
+        "context.ip (Segment, RudderStack), which becomes the event's client address. Only "
+        "for keys kept on your servers; a browser could claim any address.",
+    )
 
 
 class Settings(CommonSettings):
@@ -69,6 +75,10 @@ class Settings(CommonSettings):
     # One log line per request; off by default (it costs ~40% of single-event throughput),
     # refused and failed requests (status >= 400) are logged either way.
     ingest_access_log: bool = False
+    # The collector's public base URL, for the settings documents that point SDKs back at it
+    # (Segment's settings, RudderStack's source config); unset: the request's own scheme and
+    # host (X-Forwarded-Proto/-Host from INGEST_TRUSTED_PROXIES).
+    ingest_public_url: str | None = None
 
     @field_validator("ingest_write_keys", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from ingest_api.hot_path import HOT_ROUTES
 from ingest_api.middleware import CollectorMiddleware, RepeatFilter, install_log_record_factory
 from ingest_api.openapi import components
 from ingest_api.publisher import KafkaPublisher
-from ingest_api.routes import events, health, pixel, segment, tracker
+from ingest_api.routes import events, health, pixel, segment, tracker, trackers
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "The write key"},
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    for module in (events, segment, pixel, tracker, health):
+    for module in (events, segment, trackers, pixel, tracker, health):
         app.include_router(module.router)
     app.add_middleware(CollectorMiddleware, settings=settings, hot_routes=HOT_ROUTES)
 

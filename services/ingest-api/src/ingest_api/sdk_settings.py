@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,19 @@ SEGMENT_SHORT_PATHS: dict[str, str] = {
     "a": "alias",
     "s": "screen",
 }
+
+
+SNOWPLOW_PREFIX = "/snowplow"
+_KEY_IN_PATH = re.compile(r"^(?:/v1/projects/([^/]+)/settings|/snowplow/([^/]+)/.*)$")
+
+
+def path_write_key(path: str) -> str | None:
+    """The write key a path names: Segment's settings document, or the Snowplow endpoint
+    prefix `/snowplow/<key>/` (Snowplow trackers have no other place for one)."""
+    match = _KEY_IN_PATH.match(path)
+    if match is None:
+        return None
+    return match[1] or match[2] or None
 
 
 def segment_api_host(base_url: str) -> tuple[str, str]:

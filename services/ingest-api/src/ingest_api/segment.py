@@ -196,6 +196,10 @@ def to_event(
     native = native_context(context)
     if native:
         event["context"] = native
+    # The whole context, except the address: that becomes client_ip, cut to its network.
+    kept = {k: v for k, v in context.items() if k != "ip"}
+    if kept:
+        event["raw_context"] = kept
     return event, sent_at
 
 

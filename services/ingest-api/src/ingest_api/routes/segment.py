@@ -59,6 +59,10 @@ async def _handle(request: Request, intake: OptionalIntake, call: str | None) ->
     return Response(orjson.dumps(result), media_type="application/json")
 
 
+# The Segment request handling, for the other paths Segment-style SDKs post to.
+handle_segment = _handle
+
+
 def _candidates(
     request: Request,
     client: Client | None,
