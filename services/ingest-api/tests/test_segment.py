@@ -117,6 +117,13 @@ def test_other_calls() -> None:
     # No client time at all: the receive time, and nothing to correct.
     assert identify["timestamp"] == T0.isoformat() and sent_at is None
     assert identify["properties"] == {"traits": {"plan": "pro"}}
+    rudder, _ = to_event(
+        {"userId": "u", "context": {"traits": {"plan": "pro", "email": "e"}}, "traits": {"x": 1}},
+        "identify",
+        T0,
+        None,
+    )
+    assert rudder["properties"] == {"traits": {"plan": "pro", "email": "e", "x": 1}}
     group, _ = to_event({"userId": "u", "groupId": "g"}, "group", T0, None)
     assert group["properties"] == {"group_id": "g", "traits": {}}
     alias, _ = to_event({"userId": "u", "previousId": "a"}, "alias", T0, None)

@@ -176,7 +176,9 @@ def to_event(
                 if isinstance(message.get(key), str):
                     properties.setdefault(key, message[key])
         elif call == "identify":
-            properties = {"traits": _dict(message.get("traits"))}
+            # RudderStack's SDKs carry identify traits in context.traits.
+            traits = {**_dict(context.get("traits")), **_dict(message.get("traits"))}
+            properties = {"traits": traits}
         elif call == "group":
             properties = {
                 "group_id": message.get("groupId"),
