@@ -168,3 +168,17 @@ def test_batch_messages_are_mapped_one_by_one_with_batch_context() -> None:
     assert mapped[2].error == ("not_an_object", "message must be an object")
     # An unreadable sentAt only means no clock correction (as Segment treats it).
     assert mapped[3].error is None and mapped[3].sent_at == T0
+
+
+def test_context_ip_reads_the_message_then_the_batch() -> None:
+    from ipaddress import ip_address
+
+    from ingest_api.segment import context_ip
+
+    assert context_ip({"context": {"ip": " 203.0.113.9 "}}, {}) == ip_address("203.0.113.9")
+    assert context_ip({}, {"ip": "2001:db8::1"}) == ip_address("2001:db8::1")
+    assert context_ip({"context": {"ip": "2001:db8::1"}}, {"ip": "203.0.113.9"}) == ip_address(
+        "2001:db8::1"
+    )
+    for message in ({"context": {"ip": "not an address"}}, {"context": {"ip": 7}}, "x", {}):
+        assert context_ip(message, {}) is None

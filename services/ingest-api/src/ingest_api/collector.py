@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,13 @@ class Collector:
 
     def _client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
         address = client_address(peer, forwarded_for, self.trusted)
+        settings = self.settings
+        return truncate_ip(
+            address, settings.ingest_client_ip_ipv4_prefix, settings.ingest_client_ip_ipv6_prefix
+        )
+
+    def reported_ip(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        """An address a trusted server source reported, cut like the request's own."""
         settings = self.settings
         return truncate_ip(
             address, settings.ingest_client_ip_ipv4_prefix, settings.ingest_client_ip_ipv6_prefix

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -38,6 +38,9 @@ class Candidate(NamedTuple):
     event: Any  # the native event object to validate (Segment messages are mapped first)
     sent_at: datetime | None
     error: tuple[str, str] | None = None  # (code, reason) when mapping already failed
+    # The end user's address as a trusted server source reported it (context.ip), already
+    # cut to its network; None: the request's own address.
+    client_ip: str | None = None
 
 
 @dataclass
@@ -220,7 +223,7 @@ def process(
 ) -> Outcome:
     """Validate and enrich each event; invalid ones become dead letters with their reason."""
     outcome = Outcome()
-    for index, (original, raw, sent_at, error) in enumerate(candidates):
+    for index, (original, raw, sent_at, error, reported_ip) in enumerate(candidates):
         if error is not None:
             event, code, reason = None, *error
         else:
@@ -241,7 +244,8 @@ def process(
                 (facts.source.encode(), orjson.dumps(letter, option=_DUMPS_OPTIONS))
             )
             continue
-        enriched = enrich(event, facts, sent_at)
+        own = facts if reported_ip is None else replace(facts, client_ip=reported_ip)
+        enriched = enrich(event, own, sent_at)
         key = event.user_id or event.anonymous_id or ""
         outcome.accepted.append((key.encode(), orjson.dumps(enriched, option=_DUMPS_OPTIONS)))
         outcome.accepted_types.append(event.event_type)

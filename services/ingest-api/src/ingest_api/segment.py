@@ -8,6 +8,7 @@ name stays in `properties.segment_event`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Any
@@ -122,6 +123,21 @@ def _lift_commerce(event: dict[str, Any], props: dict[str, Any]) -> None:
     query = _text(props.get("query"), 1024)
     if query:
         event["search_query"] = query
+
+
+def context_ip(
+    message: Any, batch_context: dict[str, Any]
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The end user's address a server-side SDK reports in `context.ip` (the message's,
+    else the batch's), when it is one."""
+    context = _dict(message.get("context")) if isinstance(message, dict) else {}
+    value = context.get("ip", batch_context.get("ip"))
+    if not isinstance(value, str):
+        return None
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
 
 
 def lenient_datetime(value: Any) -> datetime | None:

@@ -23,6 +23,7 @@ from ingest_api.segment import (
     SegmentBatch,
     SegmentMessage,
     candidates,
+    context_ip,
     lenient_datetime,
 )
 
@@ -87,7 +88,13 @@ def _candidates(
         batch_context = context if isinstance(context, dict) else {}
     else:
         messages, sent_at, batch_context = [document], None, {}
-    return resolved, candidates(messages, call, received_at, sent_at, batch_context)
+    mapped = candidates(messages, call, received_at, sent_at, batch_context)
+    if resolved.key.use_context_ip:
+        for index, (message, candidate) in enumerate(zip(messages, mapped, strict=True)):
+            address = context_ip(message, batch_context)
+            if address is not None:
+                mapped[index] = candidate._replace(client_ip=collector.reported_ip(address))
+    return resolved, mapped
 
 
 @router.post(

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import datetime
 from typing import Any
 
@@ -323,14 +322,3 @@ async def snowplow_get_with_key(
     write_key: str, request: Request, collector: CollectorDep
 ) -> Response:
     return await _snowplow_get(request, collector, write_key)
-
-
-def context_ip(context: Any) -> str | None:
-    """A server-side SDK's `context.ip`, when it is an address."""
-    value = context.get("ip") if isinstance(context, dict) else None
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError:
-        return None
