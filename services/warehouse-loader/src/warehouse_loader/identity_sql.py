@@ -88,10 +88,16 @@ GROUP BY stitched_user_key"""
     # Gaps and islands: a session starts a new stitched session when it begins more than the
     # gap after every earlier session of the same stitched user has ended.
     order = "ORDER BY session_start, session_key"
-    whole_island = (
-        f"PARTITION BY stitched_user_key, island {order} "
-        "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
-    )
+    def over_island(ordering: str) -> str:
+        return (
+            f"PARTITION BY stitched_user_key, island ORDER BY {ordering} "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+        )
+
+    # The first page of the first session that has one; the last of the last that has one
+    # (a session after login may hold no page view at all).
+    first_entry = "CASE WHEN entry_page IS NULL THEN 1 ELSE 0 END, session_start, session_key"
+    last_exit = "CASE WHEN exit_page IS NULL THEN 1 ELSE 0 END, session_end DESC, session_key DESC"
     stitched_sessions = f"""CREATE OR REPLACE VIEW {schema}.stitched_sessions AS
 WITH keyed AS (
     SELECT
@@ -117,9 +123,10 @@ WITH keyed AS (
 ), ends AS (
     SELECT
         islands.*,
-        FIRST_VALUE(session_key) OVER ({whole_island}) AS first_session_key,
-        FIRST_VALUE(entry_page) OVER ({whole_island}) AS island_entry_page,
-        LAST_VALUE(exit_page) OVER ({whole_island}) AS island_exit_page
+        FIRST_VALUE(session_key) OVER ({over_island("session_start, session_key")})
+            AS first_session_key,
+        FIRST_VALUE(entry_page) OVER ({over_island(first_entry)}) AS island_entry_page,
+        FIRST_VALUE(exit_page) OVER ({over_island(last_exit)}) AS island_exit_page
     FROM islands
 )
 SELECT
