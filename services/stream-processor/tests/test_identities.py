@@ -144,3 +144,12 @@ def test_stitched_user_key_follows_the_oldest_batch(spark: SparkSession) -> None
     )
     stitched = {r.event_id: r.user_key for r in stitched_user_key(frame, links).collect()}
     assert stitched == {"e1": "u1", "e2": "u1", "e3": "u2", "e4": "a3"}
+
+
+def test_stitched_sessions_join_on_the_processors_default_gap() -> None:
+    """The warehouse view repeats the session gap in SQL; it must be the stream's."""
+    from clickstream_common.tables import SESSION_INACTIVITY_GAP
+    from stream_processor.config import Settings
+
+    minutes = int(SESSION_INACTIVITY_GAP.total_seconds() // 60)
+    assert Settings.model_fields["processor_session_gap"].default == f"{minutes} minutes"
