@@ -27,6 +27,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from clickstream_local.config import DEV_WRITE_KEY, repo_root
+from tests.browser import chromium, fresh_page
 from tests.conftest import RunningStack, _new_stack, _stop, wait_for
 
 BROWSER_KEY = "sdk-browser"
@@ -194,10 +195,6 @@ def bundles_dir() -> Path:
     return Path(cache) / "tracker-sdks" / "dist"
 
 
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 class _Quiet(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -234,32 +231,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium, driven by Playwright (its own browser downloads are not needed)."""
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_path()
-    if executable is None:
-        pytest.fail("chromium missing: run local/bootstrap.d/ingest-api.sh")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+def browser() -> Iterator[Any]:
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    """A fresh browser context (its own storage) and page; console errors are collected."""
-    context = chromium.new_context()
-    tab = context.new_page()
-    tab.console_messages = []  # type: ignore[attr-defined]
-    tab.on("console", lambda message: tab.console_messages.append(message.text))
-    try:
+def page(browser: Any) -> Iterator[Any]:
+    with fresh_page(browser) as tab:
         yield tab
-    finally:
-        context.close()
