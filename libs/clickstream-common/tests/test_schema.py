@@ -4,7 +4,20 @@ import pytest
 from pydantic import ValidationError
 
 from clickstream_common.lake import commit_marker_key, parse_commit_marker_key, processed_object_key
-from clickstream_common.schema import EnrichedEvent, Event, LogicalType, columns_of
+from clickstream_common.schema import (
+    CURRENCY_PATTERN,
+    EVENT_ID_MAX_LENGTH,
+    PRICE_MAX,
+    QUANTITY_MAX,
+    REVENUE_MAX_ABS,
+    URL_MAX_LENGTH,
+    USER_KEY_FIELDS,
+    EnrichedEvent,
+    Event,
+    LogicalType,
+    columns_of,
+    user_key_of,
+)
 from clickstream_common.tables import EVENT_COUNTS_MINUTE, Dialect, create_table_sql
 
 
@@ -54,3 +67,41 @@ def test_lake_keys_round_trip() -> None:
     assert key == "processed/event_counts_minute/_commits/batch-000000000042.json"
     assert parse_commit_marker_key(key) == ("event_counts_minute", 42)
     assert parse_commit_marker_key(processed_object_key("x", "2026-01-01", "03", 1)) is None
+
+
+def test_the_user_key_is_the_first_identity_present_and_blank_is_absent() -> None:
+    base = {"event_type": "click", "timestamp": "2026-01-01T00:00:00Z"}
+    both = EnrichedEvent.model_validate(
+        {
+            **base,
+            "user_id": "u",
+            "anonymous_id": "a",
+            "event_id": "e",
+            "source": "s",
+            "received_at": "2026-01-01T00:00:00Z",
+            "event_time": "2026-01-01T00:00:00Z",
+        }
+    )
+    assert both.user_key == "u" == user_key_of("u", "a")
+    # A blank user id is no user id: the key is the anonymous id, as COALESCE in SQL says.
+    blank = Event.model_validate({**base, "user_id": "   ", "anonymous_id": "a"})
+    assert blank.user_id is None
+    assert user_key_of(blank.user_id, blank.anonymous_id) == "a"
+    assert USER_KEY_FIELDS == ("user_id", "anonymous_id")
+    with pytest.raises(ValidationError, match="user_id or anonymous_id"):
+        Event.model_validate({**base, "user_id": " ", "anonymous_id": ""})
+
+
+def test_field_bounds_are_the_named_constants() -> None:
+    fields = Event.model_json_schema()["properties"]
+
+    def rule(name: str) -> dict[str, object]:
+        (found,) = [o for o in fields[name]["anyOf"] if o.get("type") != "null"]
+        return found
+
+    assert rule("currency")["pattern"] == CURRENCY_PATTERN
+    assert rule("event_id")["maxLength"] == EVENT_ID_MAX_LENGTH
+    assert rule("quantity")["maximum"] == QUANTITY_MAX
+    assert rule("price")["maximum"] == PRICE_MAX
+    assert rule("revenue")["minimum"] == -REVENUE_MAX_ABS
+    assert rule("page_url")["maxLength"] == URL_MAX_LENGTH

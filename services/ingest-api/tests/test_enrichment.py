@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from clickstream_common.schema import EnrichedEvent, Event
+from clickstream_common.schema import DEFAULT_CLOCK_POLICY, EnrichedEvent, Event
 from ingest_api.enrichment import (
     RequestFacts,
     campaign_of,
@@ -51,6 +51,7 @@ def facts(**overrides: object) -> RequestFacts:
         "fallback_user_agent": None,
         "tolerance": TOL,
         "maximum": MAX,
+        "clock_policy": DEFAULT_CLOCK_POLICY,
     }
     values.update(overrides)
     return RequestFacts(**values)  # type: ignore[arg-type]
@@ -143,7 +144,7 @@ def test_enrich_keeps_fields_and_flags_future_events() -> None:
             "context": {"user_agent": IPHONE},
         }
     )
-    enriched = enrich(event, facts(), None)
+    enriched = enrich(event, facts(), None, "generated")
     assert enriched["event_id"]
     assert enriched["timestamp"] == event.timestamp
     assert enriched["future_dated"] is True
@@ -162,7 +163,7 @@ def test_enrich_never_overwrites_client_fields() -> None:
         {"event_id": "e-1", "event_type": "page_view", "timestamp": T0, "anonymous_id": "a"}
     )
     sent = T0 + timedelta(minutes=1)  # device clock 10 minutes slow
-    enriched = enrich(event, facts(received_at=sent + timedelta(minutes=10)), sent)
+    enriched = enrich(event, facts(received_at=sent + timedelta(minutes=10)), sent, "generated")
     assert enriched["event_id"] == "e-1"
     assert enriched["timestamp"] == T0
     assert enriched["event_time"] == T0 + timedelta(minutes=10)
@@ -172,6 +173,6 @@ def test_enrich_never_overwrites_client_fields() -> None:
 
 def test_fallback_user_agent_only_when_the_event_has_none() -> None:
     event = Event.model_validate({"event_type": "click", "timestamp": T0, "user_id": "u"})
-    enriched = enrich(event, facts(fallback_user_agent=GOOGLEBOT), None)
+    enriched = enrich(event, facts(fallback_user_agent=GOOGLEBOT), None, "generated")
     assert enriched["user_agent_info"]["is_bot"] is True
-    assert "user_agent_info" not in enrich(event, facts(), None)
+    assert "user_agent_info" not in enrich(event, facts(), None, "generated")

@@ -2,6 +2,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from clickstream_common.schema import (
+    EVENT_ID_MAX_LENGTH,
+    PRICE_MAX,
+    QUANTITY_MAX,
+    REVENUE_MAX_ABS,
+    SCREEN_SIZE_MAX,
+    SEARCH_QUERY_MAX_LENGTH,
+    SHORT_TEXT_MAX_LENGTH,
+)
 from ingest_api.segment import MappingError, candidates, event_type_of, snake_case, to_event
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -182,3 +191,34 @@ def test_context_ip_reads_the_message_then_the_batch() -> None:
     )
     for message in ({"context": {"ip": "not an address"}}, {"context": {"ip": 7}}, "x", {}):
         assert context_ip(message, {}) is None
+
+
+def test_values_outside_the_schemas_bounds_stay_in_properties_only() -> None:
+    properties = {
+        "price": PRICE_MAX * 2,
+        "quantity": QUANTITY_MAX + 1,
+        "revenue": -REVENUE_MAX_ABS * 2,
+        "currency": "EUR\n",
+        "query": "q" * (SEARCH_QUERY_MAX_LENGTH + 10),
+    }
+    message = {
+        "userId": "u" * (SHORT_TEXT_MAX_LENGTH + 1),
+        "messageId": "m" * (EVENT_ID_MAX_LENGTH + 1),
+        "event": "Order Completed",
+        "properties": properties,
+        "context": {"screen": {"width": SCREEN_SIZE_MAX + 1, "height": True}},
+    }
+    event, _ = to_event(message, "track", T0, None)
+    for field in ("price", "quantity", "revenue", "currency", "context"):
+        assert field not in event, field
+    assert len(event["search_query"]) == SEARCH_QUERY_MAX_LENGTH
+    assert len(event["user_id"]) == SHORT_TEXT_MAX_LENGTH
+    assert len(event["event_id"]) == EVENT_ID_MAX_LENGTH
+    assert event["properties"]["price"] == PRICE_MAX * 2
+    inside, _ = to_event(
+        {**message, "properties": {"price": PRICE_MAX, "quantity": QUANTITY_MAX, "total": 5}},
+        "track",
+        T0,
+        None,
+    )
+    assert (inside["price"], inside["quantity"], inside["revenue"]) == (PRICE_MAX, QUANTITY_MAX, 5)

@@ -8,9 +8,9 @@ columns come from the same models.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 STANDARD_EVENT_TYPES: tuple[str, ...] = (
     "page_view",
@@ -38,6 +39,29 @@ STANDARD_EVENT_TYPES: tuple[str, ...] = (
 """Event types with meaning in the aggregates; any other snake_case name is a custom event."""
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+"""An ISO 4217 code, upper case."""
+
+# Field bounds. The models below use them; mappings from other formats (Segment, the pixel)
+# and the stream processor's checks read them from here, never restate them.
+EVENT_ID_MAX_LENGTH = 128
+SHORT_TEXT_MAX_LENGTH = 256
+URL_MAX_LENGTH = 2048
+SEARCH_QUERY_MAX_LENGTH = 1024
+USER_AGENT_MAX_LENGTH = 1024
+SCREEN_SIZE_MAX = 100_000
+QUANTITY_MAX = 1_000_000
+PRICE_MAX = 1e12
+REVENUE_MAX_ABS = 1e12
+
+USER_KEY_FIELDS: tuple[str, ...] = ("user_id", "anonymous_id")
+"""The identity that counts as one user: the first of these that is present. Blank values
+are absent (the models turn them into None), so SQL's COALESCE over the same columns agrees."""
+
+
+def user_key_of(user_id: str | None, anonymous_id: str | None) -> str | None:
+    """The user key (see USER_KEY_FIELDS) of an event's identity fields."""
+    return user_id if user_id is not None else anonymous_id
 
 
 ClockAdjustment = Literal["ahead", "behind"]
@@ -78,16 +102,108 @@ DEFAULT_CLOCK_POLICY = ClockPolicy()
 matching *_MAX_BEHIND_* settings."""
 
 
+EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
+"""The range of every time the pipeline keeps: the whole range of Python's (and Spark's)
+datetimes, less a day at each end, so that showing a stored time in any time zone stays in
+range for every reader. `9999-12-31T23:59:59-10:00` is out of it (it is in the year 10000 in
+UTC), and so is `0001-01-01T00:00:00+10:00`."""
+
+
 def _utc(value: datetime) -> datetime:
     # Device clocks often omit the offset; an RFC 3339 time without one is taken as UTC.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise PydanticCustomError(
+            "time_out_of_range",
+            "time out of range: in UTC it must lie between {earliest} and {latest}",
+            {"earliest": EARLIEST_TIME.isoformat(), "latest": LATEST_TIME.isoformat()},
+        )
+    return utc
+
+
+INDEX_KEY_MAX_BYTES = 2048
+"""The longest UTF-8 text of a field that feeds a warehouse index key (INDEX_KEY_FIELDS).
+PostgreSQL refuses B-tree index rows over 2704 bytes (error 54000), and a refused row would
+hold up every later batch; 2048 leaves room for the other columns of the key (the page path
+shares `page_views_minute`'s key with a timestamp). Lengths elsewhere count characters, which
+are up to 4 bytes each."""
+
+INDEX_KEY_FIELDS: tuple[str, ...] = (
+    "event_id",
+    "user_id",
+    "anonymous_id",
+    "product_id",
+    "page_url",
+)
+"""Event fields that become (part of) a warehouse index key: the events table's key, the
+user key, the product and the page path (taken from the URL)."""
+
+
+def _fits_an_index_key(value: str) -> str:
+    # Only a string of over a quarter of the limit in characters can be over it in bytes.
+    if len(value) * 4 > INDEX_KEY_MAX_BYTES:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > INDEX_KEY_MAX_BYTES:
+            raise PydanticCustomError(
+                "too_long_to_index",
+                "{size} bytes in UTF-8, over the {limit} a warehouse index key can hold",
+                {"size": size, "limit": INDEX_KEY_MAX_BYTES},
+            )
+    return value
+
+
+UNSTORABLE_TEXT_PATTERN = r"[\x00\ud800-\udfff]"
+"""Characters no store of the pipeline can hold: NUL (U+0000), which PostgreSQL refuses in
+text and JSON (errors 22021, 22P05), and lone surrogates (U+D800-U+DFFF), which are not
+Unicode text (UTF-8 cannot encode them). Used by `unstorable_text`."""
+_UNSTORABLE = re.compile(UNSTORABLE_TEXT_PATTERN)
+
+
+def unstorable_text(value: Any) -> str | None:
+    """Where a JSON-like value holds a character no store can hold (UNSTORABLE_TEXT_PATTERN),
+    object keys included: `"<path>: <which character>"`, or None when it holds none.
+
+    Walks without recursion: bodies nest up to JSON parsers' limits (1024 levels)."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            found = _UNSTORABLE.search(item)
+            if found:
+                return f"{path or 'value'}: holds {_character_name(found.group())}"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    shown = _UNSTORABLE.sub("\ufffd", where)
+                    return f"{shown}: the name holds {_character_name(_UNSTORABLE.findall(key)[0])}"
+                pending.append((where, child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
+def _character_name(character: str) -> str:
+    if character == "\x00":
+        return "a NUL character (U+0000), which the warehouse cannot store"
+    return f"a lone surrogate (U+{ord(character):04X}), which is not Unicode text"
+
+
+def _absent_if_blank(value: str | None) -> str | None:
+    return value or None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)]
-UrlText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048)]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=SHORT_TEXT_MAX_LENGTH)
+]
+Identity = Annotated[ShortText, AfterValidator(_absent_if_blank)]
+UrlText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=URL_MAX_LENGTH)]
+IndexedUrl = Annotated[UrlText, AfterValidator(_fits_an_index_key)]
 
 
 class EventContext(BaseModel):
@@ -95,11 +211,11 @@ class EventContext(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    user_agent: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    user_agent: Annotated[str, StringConstraints(max_length=USER_AGENT_MAX_LENGTH)] | None = None
     locale: ShortText | None = None
     timezone: ShortText | None = None
-    screen_width: Annotated[int, Field(ge=0, le=100_000)] | None = None
-    screen_height: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    screen_width: Annotated[int, Field(ge=0, le=SCREEN_SIZE_MAX)] | None = None
+    screen_height: Annotated[int, Field(ge=0, le=SCREEN_SIZE_MAX)] | None = None
     app_name: ShortText | None = None
     app_version: ShortText | None = None
     device_manufacturer: ShortText | None = None
@@ -113,7 +229,9 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+    event_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=EVENT_ID_MAX_LENGTH)] | None
+    ) = Field(
         default=None, description="Client-supplied id (stable across retries); generated if absent."
     )
     event_type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)] = Field(
@@ -121,17 +239,19 @@ class Event(BaseModel):
         "purchase, click, or a custom snake_case name."
     )
     timestamp: UtcDatetime = Field(description="When the event happened, by the device clock.")
-    user_id: ShortText | None = None
-    anonymous_id: ShortText | None = None
+    user_id: Identity | None = None
+    anonymous_id: Identity | None = None
     session_id: ShortText | None = None
-    page_url: UrlText | None = None
+    page_url: IndexedUrl | None = None
     referrer: UrlText | None = None
     product_id: ShortText | None = None
-    search_query: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    quantity: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    price: Annotated[float, Field(ge=0, le=1e12)] | None = None
-    revenue: Annotated[float, Field(ge=-1e12, le=1e12)] | None = None
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    search_query: Annotated[str, StringConstraints(max_length=SEARCH_QUERY_MAX_LENGTH)] | None = (
+        None
+    )
+    quantity: Annotated[int, Field(ge=0, le=QUANTITY_MAX)] | None = None
+    price: Annotated[float, Field(ge=0, le=PRICE_MAX)] | None = None
+    revenue: Annotated[float, Field(ge=-REVENUE_MAX_ABS, le=REVENUE_MAX_ABS)] | None = None
+    currency: Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)] | None = None
     properties: dict[str, Any] | None = Field(default=None, description="Free-form properties.")
     context: EventContext | None = None
     raw_context: dict[str, Any] | None = Field(
@@ -142,7 +262,7 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _needs_an_identity(self) -> Event:
-        if not self.user_id and not self.anonymous_id:
+        if user_key_of(self.user_id, self.anonymous_id) is None:
             raise ValueError("at least one of user_id or anonymous_id is required")
         return self
 
@@ -205,8 +325,8 @@ class EnrichedEvent(Event):
 
     @property
     def user_key(self) -> str:
-        """The identity that counts as one user: user_id, else anonymous_id."""
-        return self.user_id or self.anonymous_id or ""
+        """The identity that counts as one user (USER_KEY_FIELDS); never empty once valid."""
+        return user_key_of(self.user_id, self.anonymous_id) or ""
 
 
 PROMOTED_PROPERTIES: dict[str, type] = {
@@ -216,10 +336,6 @@ PROMOTED_PROPERTIES: dict[str, type] = {
     "items": int,
 }
 """Free-form properties that the processor lifts into typed columns of the events table."""
-
-
-def new_event_id() -> str:
-    return str(uuid.uuid4())
 
 
 class LogicalType(StrEnum):

@@ -8,9 +8,6 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated
-
-from fastapi import Depends, Request
 
 from ingest_api.config import Settings, WriteKey
 from ingest_api.errors import ApiError
@@ -107,30 +104,7 @@ def resolve_client(presented: str | None, settings: Settings) -> Client:
     return Client(key.source, key, settings.origins_of(key), digest.hex()[:16])
 
 
-def check_origin(request: Request, client: Client) -> None:
-    origin = request.headers.get("origin")
+def check_origin(origin: str | None, client: Client) -> None:
+    """A browser's request must come from an origin the key allows (403 otherwise)."""
     if origin and not origin_allowed(origin, client.allowed_origins):
         raise ApiError(403, "origin_not_allowed", f"origin {origin} is not allowed for this key")
-    # The CORS middleware answers with the origins of the key that was resolved.
-    request.scope.setdefault("state", {})["allowed_origins"] = client.allowed_origins
-
-
-# Dependencies are `async def`: FastAPI runs plain functions in a thread pool, a costly
-# hop for work this small on the hot path.
-async def require_client(request: Request) -> Client:
-    settings: Settings = request.app.state.settings  # not a sub-dependency: each one costs
-    client = resolve_client(presented_key(request.headers, lambda: request.query_params), settings)
-    check_origin(request, client)
-    return client
-
-
-async def optional_client(request: Request) -> Client | None:
-    """For Segment routes, whose SDKs may carry the key in the body (`writeKey`) instead."""
-    presented = presented_key(request.headers, lambda: request.query_params)
-    if presented is None:
-        return None
-    return await require_client(request)
-
-
-ClientDep = Annotated[Client, Depends(require_client)]
-OptionalClientDep = Annotated[Client | None, Depends(optional_client)]

@@ -1,21 +1,33 @@
-"""The request-independent part of collecting: limits, rate limits, enrichment, publishing."""
+"""The collector core: a `Request` in, a `Response` out, whatever server carried them.
+
+`Collector.handle` finds the route, and the route's handler (`native.py`, `segment.py`,
+`pixel.py`) reads what it needs through the collector's shared steps: authentication, the
+body within its limits, rate limits, validation and enrichment, publishing. The adapters
+(`asgi.py` below FastAPI's router, `routes/` through it) only translate.
+
+A new tracker protocol is a module with a handler and its `Route`s, added to `ROUTES`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import re
 from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from fastapi import Request
-
 from ingest_api import metrics
-from ingest_api.auth import Client
+from ingest_api.auth import Client, check_origin, presented_key, resolve_client
 from ingest_api.config import Settings
 from ingest_api.enrichment import RequestFacts, client_address, parse_networks, truncate_ip
-from ingest_api.errors import ApiError
+from ingest_api.errors import ApiError, error_body
+from ingest_api.exchange import Disconnected, Request, Response, json_response
 from ingest_api.intake import (
+    Batch,
     Candidate,
     Limits,
     Outcome,
@@ -24,17 +36,54 @@ from ingest_api.intake import (
     process,
     read_limited,
 )
-from ingest_api.middleware import REQUEST_ID
-from ingest_api.publisher import KafkaPublisher, PublishError
+from ingest_api.publisher import Publisher, PublishError
 from ingest_api.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[["Collector", Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path the core serves, the methods it answers and the handler that does."""
+
+    path: str  # exact, or with `{name}` segments (matched by `Collector.route_of`)
+    methods: tuple[str, ...]
+    handler: Handler
+
+
+def path_pattern(template: str) -> re.Pattern[str]:
+    """`/snowplow/{write_key}/i` -> a pattern matching one non-empty segment per name."""
+    parts = re.split(r"\{[a-z_]+\}", template)
+    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 class Collector:
-    def __init__(self, settings: Settings, publisher: KafkaPublisher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        routes: Iterable[Route] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if routes is None:
+            from ingest_api.routing import ROUTES  # the handlers import this module
+
+            routes = ROUTES
         self.settings = settings
         self.publisher = publisher
+        routes = tuple(routes)
+        self.routes = {route.path: route for route in routes if "{" not in route.path}
+        # Paths that name a write key (`/snowplow/{write_key}/i`): tried after the exact ones.
+        self.templates = tuple(
+            (path_pattern(route.path), route) for route in routes if "{" in route.path
+        )
+        self.clock = clock
         self.limiter = RateLimiter()
         self.trusted = parse_networks(settings.ingest_trusted_proxies)
         self.limits = Limits(
@@ -45,23 +94,100 @@ class Collector:
         )
         self.tolerance = timedelta(seconds=settings.ingest_skew_tolerance_seconds)
         self.maximum = timedelta(seconds=settings.ingest_skew_max_seconds)
+        self.clock_policy = settings.clock_policy
         self.retry_after = str(settings.ingest_retry_after_seconds)
+        self.body_timeout = settings.ingest_body_timeout_seconds
+        # Bytes of request bodies being read right now, across requests (slow clients).
+        self.buffered_bytes = 0
+        self.max_buffered_bytes = settings.ingest_max_buffered_body_bytes
         # Addresses repeat (keep-alive clients, proxies); parsing them is not free.
         self.client_ip = lru_cache(maxsize=16384)(self._client_ip)
         # The labelled child of a counter, looked up once per (source, event type).
         self.accepted_counter = lru_cache(maxsize=4096)(metrics.EVENTS_ACCEPTED.labels)
 
+    # --- the entry point -----------------------------------------------------------------
+
+    def route_of(self, path: str) -> Route | None:
+        route = self.routes.get(path)
+        if route is None:
+            for pattern, candidate in self.templates:
+                if pattern.match(path):
+                    return candidate
+        return route
+
+    async def handle(self, request: Request) -> Response:
+        route = self.route_of(request.path)
+        if route is None:
+            return json_response(404, error_body("http_404", "Not Found"))
+        if request.method not in route.methods:
+            allow = ", ".join(route.methods)
+            return json_response(
+                405, error_body("http_405", "Method Not Allowed"), headers=[("allow", allow)]
+            )
+        try:
+            return await route.handler(self, request)
+        except ApiError as exc:
+            return exc.response()
+
+    # --- steps the handlers share ----------------------------------------------------------
+
+    def offered_key(self, request: Request) -> str | None:
+        """The write key named by a header or the query string, if any."""
+        return presented_key(
+            request.headers, lambda: {"write_key": request.query_value("write_key") or ""}
+        )
+
+    def authenticate(self, request: Request, presented: str | None) -> Client:
+        """The client of a presented write key: 401 without a known key, 403 when the key
+        does not allow the request's Origin."""
+        client = resolve_client(presented, self.settings)
+        check_origin(request.headers.get("origin"), client)
+        return client
+
     async def read_body(self, request: Request) -> bytes:
+        """The (decompressed) body within its limits: size (413), encoding (415), the time
+        to send it (408), and the memory every body being read holds at once (503)."""
         headers = request.headers
         check_media_type(headers.get("content-type"))
-        body = await read_limited(
-            request.stream(),
-            headers.get("content-length"),
-            headers.get("content-encoding"),
-            self.limits.max_request_bytes,
-        )
+        held = [0]
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await read_limited(
+                    self._charged(request.body, held),
+                    headers.get("content-length"),
+                    headers.get("content-encoding"),
+                    self.limits.max_request_bytes,
+                )
+        except TimeoutError as exc:
+            raise ApiError(
+                408,
+                "request_timeout",
+                f"the body did not arrive within {self.body_timeout:g} s "
+                "(INGEST_BODY_TIMEOUT_SECONDS)",
+            ) from exc
+        except Disconnected as exc:
+            raise ApiError(
+                400, "client_disconnected", "the client closed the connection mid-body"
+            ) from exc
+        finally:
+            self.buffered_bytes -= held[0]
         metrics.PAYLOAD_BYTES.observe(len(body))
         return body
+
+    async def _charged(self, chunks: AsyncIterable[bytes], held: list[int]) -> AsyncIterator[bytes]:
+        """The body's chunks, each counted against the bytes all requests may hold."""
+        async for chunk in chunks:
+            if self.buffered_bytes + len(chunk) > self.max_buffered_bytes:
+                raise ApiError(
+                    503,
+                    "server_busy",
+                    "too many request bodies are being received; retry "
+                    "(INGEST_MAX_BUFFERED_BODY_BYTES)",
+                    headers={"Retry-After": self.retry_after},
+                )
+            self.buffered_bytes += len(chunk)
+            held[0] += len(chunk)
+            yield chunk
 
     def _client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
         address = client_address(peer, forwarded_for, self.trusted)
@@ -71,24 +197,28 @@ class Collector:
         )
 
     def reported_ip(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-        """An address a trusted server source reported, cut like the request's own."""
+        """An address a trusted server source reported for its user, cut like the request's."""
         settings = self.settings
         return truncate_ip(
             address, settings.ingest_client_ip_ipv4_prefix, settings.ingest_client_ip_ipv6_prefix
         )
 
-    def facts(self, request: Request, client: Client, received_at: datetime) -> RequestFacts:
+    def facts(
+        self, request: Request, client: Client, received_at: datetime, anonymous: bool = False
+    ) -> RequestFacts:
         headers = request.headers
-        peer = request.client.host if request.client else None
         # The request's own User-Agent describes the user only when a browser sent it.
         browser = "origin" in headers or request.method == "GET"
         return RequestFacts(
             source=client.source,
             received_at=received_at,
-            client_ip=self.client_ip(peer, headers.get("x-forwarded-for")),
+            client_ip=None
+            if anonymous
+            else self.client_ip(request.peer, headers.get("x-forwarded-for")),
             fallback_user_agent=headers.get("user-agent") if browser else None,
             tolerance=self.tolerance,
             maximum=self.maximum,
+            clock_policy=self.clock_policy,
         )
 
     def check_rate(self, client: Client, count: int) -> None:
@@ -110,50 +240,51 @@ class Collector:
         received_at: datetime,
         candidates: list[Candidate],
         endpoint: str,
+        batch: Batch,
+        anonymous: bool = False,
     ) -> Outcome:
-        """Validate, enrich and publish; return only once Kafka holds every accepted event.
+        """Validate, enrich and publish; return only once the bus holds every accepted event.
 
         Takes over `candidates` (emptied once validated) and the outcome's records (emptied
-        once the producer holds them): callers read counts and reasons from the outcome."""
-        metrics.BATCH_EVENTS.observe(len(candidates))
-        self.check_rate(client, len(candidates))
+        once the publisher holds them): callers read counts and reasons from the outcome.
+        `anonymous`: the client asked that its address not be recorded (Snowplow's
+        SP-Anonymous)."""
+        count = len(candidates)
+        metrics.BATCH_EVENTS.observe(count)
+        self.check_rate(client, count)
         outcome = process(
             candidates,
-            self.facts(request, client, received_at),
+            self.facts(request, client, received_at, anonymous),
             self.limits,
-            REQUEST_ID.get(),
+            request.request_id,
             endpoint,
+            batch,
         )
         # The parsed events are not needed past this point, and requests queued behind
         # Kafka's acknowledgements should not keep them alive: with 32 requests in flight
         # that measured ~10% less throughput (colder memory), just when a backlog needs it.
         candidates.clear()
-        settings = self.settings
         try:
-            await self.publisher.publish(
-                [
-                    (settings.kafka_events_topic, outcome.accepted),
-                    (settings.kafka_dead_letter_topic, outcome.dead),
-                ]
-            )
+            await self.publisher.publish(outcome.accepted, outcome.dead)
         except PublishError as exc:
-            metrics.EVENTS_REJECTED.labels("kafka_unavailable").inc(len(candidates))
+            metrics.EVENTS_REJECTED.labels("kafka_unavailable").inc(count)
             log.warning("publish failed", extra={"error": str(exc), "endpoint": endpoint})
             raise ApiError(
                 503,
                 "kafka_unavailable",
-                "events not stored: Kafka did not acknowledge in time; retry",
+                "Kafka did not acknowledge every event in time; send the same body again",
                 headers={"Retry-After": self.retry_after},
             ) from exc
         accepted: dict[str, int] = {}
         for event_type in outcome.accepted_types:
             accepted[event_type] = accepted.get(event_type, 0) + 1
-        for event_type, count in accepted.items():
-            self.accepted_counter(client.source, metric_event_type(event_type)).inc(count)
+        for event_type, n in accepted.items():
+            self.accepted_counter(client.source, metric_event_type(event_type)).inc(n)
+        for bound, n in outcome.adjusted.items():
+            metrics.EVENT_TIME_ADJUSTED.labels(bound).inc(n)
         if outcome.rejected:
-            for code, count in Counter(code for _, code, _ in outcome.rejected).items():
-                metrics.EVENTS_REJECTED.labels(code).inc(count)
-        if outcome.rejected:
+            for code, n in Counter(code for _, code, _ in outcome.rejected).items():
+                metrics.EVENTS_REJECTED.labels(code).inc(n)
             log.info(
                 "events rejected",
                 extra={
@@ -165,7 +296,3 @@ class Collector:
                 },
             )
         return outcome
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

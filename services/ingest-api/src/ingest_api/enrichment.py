@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ua_parser import parse as parse_ua
 
-from clickstream_common.schema import Event, new_event_id
+from clickstream_common.schema import EARLIEST_TIME, LATEST_TIME, ClockPolicy, Event
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -31,14 +31,19 @@ def corrected_event_time(
     """Device time shifted by the device's clock offset (received_at - sent_at).
 
     Offsets within `tolerance` are mostly network delay and are not applied; offsets beyond
-    `maximum` come from a broken clock and are not trusted either.
+    `maximum` come from a broken clock and are not trusted either, nor is a correction that
+    would leave the range of times the pipeline keeps.
     """
     if sent_at is None:
         return timestamp
     offset = received_at - sent_at
     if abs(offset) <= tolerance or abs(offset) > maximum:
         return timestamp
-    return timestamp + offset
+    try:
+        corrected = timestamp + offset
+    except OverflowError:
+        return timestamp
+    return corrected if EARLIEST_TIME <= corrected <= LATEST_TIME else timestamp
 
 
 # --- client address -------------------------------------------------------------------------
@@ -225,25 +230,35 @@ class RequestFacts:
     fallback_user_agent: str | None
     tolerance: timedelta
     maximum: timedelta
+    clock_policy: ClockPolicy
 
 
-def enrich(event: Event, facts: RequestFacts, sent_at: datetime | None) -> dict[str, Any]:
+def enrich(
+    event: Event, facts: RequestFacts, sent_at: datetime | None, event_id: str
+) -> dict[str, Any]:
     """The event as published: its own fields plus the collector's (an EnrichedEvent).
 
-    Built as a plain dict from the already validated event, so an event is validated once.
+    `event_id` is used when the client sent none. Built as a plain dict from the already
+    validated event, so an event is validated once.
     """
     fields = event.model_dump(exclude_none=True)
     if "event_id" not in fields:
-        fields["event_id"] = new_event_id()
-    event_time = corrected_event_time(
+        fields["event_id"] = event_id
+    corrected = corrected_event_time(
         event.timestamp, sent_at, facts.received_at, facts.tolerance, facts.maximum
     )
+    # A clock far off (a phone set years ahead) must not move the aggregates' time: such
+    # an event is kept at its receive time, with the time it claimed alongside.
+    event_time, crossed = facts.clock_policy.bound(corrected, facts.received_at)
     fields["source"] = facts.source
     fields["received_at"] = facts.received_at
     if sent_at is not None:
         fields["sent_at"] = sent_at
     fields["event_time"] = event_time
-    fields["future_dated"] = event_time > facts.received_at + facts.tolerance
+    fields["future_dated"] = corrected > facts.received_at + facts.tolerance
+    if crossed is not None:
+        fields["original_event_time"] = corrected
+        fields["event_time_adjusted"] = crossed
     if facts.client_ip is not None:
         fields["client_ip"] = facts.client_ip
     if event.page_url:

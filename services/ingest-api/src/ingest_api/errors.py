@@ -7,12 +7,19 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import HTTPException
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.responses import Response as StarletteResponse
+
+from ingest_api.exchange import Response, json_response
 
 
-class ApiError(HTTPException):
+def error_body(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message, "detail": message}
+
+
+class ApiError(Exception):
+    """A refusal the core answers with a 4xx (or 503) and the JSON error shape."""
+
     def __init__(
         self,
         status_code: int,
@@ -20,23 +27,25 @@ class ApiError(HTTPException):
         message: str,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status_code, message, headers)
+        super().__init__(message)
+        self.status_code = status_code
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
-    def body(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "detail": self.message}
+    def body(self) -> dict[str, str]:
+        return error_body(self.code, self.message)
+
+    def response(self, allowed_origins: tuple[str, ...] | None = None) -> Response:
+        return json_response(
+            self.status_code, self.body(), self.headers.items(), allowed_origins=allowed_origins
+        )
 
 
-def error_response(exc: StarletteHTTPException) -> Response:
-    """The JSON answer for a refusal, whichever layer raised it."""
-    if isinstance(exc, ApiError):
-        body = exc.body()
-    else:
-        message = str(exc.detail)
-        body = {"code": f"http_{exc.status_code}", "message": message, "detail": message}
-    return Response(
-        orjson.dumps(body),
+def http_error_response(exc: HTTPException) -> StarletteResponse:
+    """The same JSON shape for FastAPI's own refusals (404, 405, ...)."""
+    return StarletteResponse(
+        orjson.dumps(error_body(f"http_{exc.status_code}", str(exc.detail))),
         status_code=exc.status_code,
         headers=exc.headers,
         media_type="application/json",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -13,15 +14,22 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clickstream_common.logs import configure_logging
-from ingest_api.collector import Collector
+from ingest_api.collector import Collector, utc_now
 from ingest_api.config import Settings, get_settings
 from ingest_api.enrichment import user_agent_info
-from ingest_api.errors import error_response
-from ingest_api.hot_path import HOT_ROUTES
-from ingest_api.middleware import CollectorMiddleware, RepeatFilter, install_log_record_factory
+from ingest_api.errors import http_error_response
+from ingest_api.middleware import (
+    CorsMiddleware,
+    DispatchMiddleware,
+    RepeatFilter,
+    RequestIdMiddleware,
+    TelemetryMiddleware,
+    install_log_record_factory,
+)
 from ingest_api.openapi import components
-from ingest_api.publisher import KafkaPublisher
+from ingest_api.publisher import Publisher, publisher_from_settings
 from ingest_api.routes import events, health, pixel, segment, tracker, trackers
+from ingest_api.routing import ROUTES
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "The write key"},
@@ -30,27 +38,33 @@ SECURITY_SCHEMES = {
     "query": {"type": "apiKey", "in": "query", "name": "write_key"},
 }
 _OPEN_PATHS = ("/v1/tracker.js", "/healthz", "/readyz")
+_HEADER_TOO_LARGE = {
+    "description": "Request line and headers over INGEST_MAX_HEADER_BYTES; the connection is "
+    "closed",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    publisher: Publisher | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The app; `publisher` and `clock` replace the bus and the time in tests."""
     settings = settings or get_settings()
     install_log_record_factory()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         user_agent_info("Mozilla/5.0")  # the parser compiles its rules on first use
-        publisher = KafkaPublisher(
-            settings.kafka_bootstrap_servers,
-            settings.ingest_publish_timeout_seconds,
-            linger_ms=settings.ingest_kafka_linger_ms,
-        )
-        await publisher.start()
-        app.state.publisher = publisher
-        app.state.collector = Collector(settings, publisher)
+        bus = publisher or publisher_from_settings(settings)
+        await bus.start()
+        app.state.publisher = bus
+        app.state.collector = Collector(settings, bus, ROUTES, clock)
         try:
             yield
         finally:
-            await publisher.stop()
+            await bus.stop()
 
     app = FastAPI(
         title="clickstream ingest API",
@@ -66,12 +80,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for module in (events, segment, trackers, pixel, tracker, health):
         app.include_router(module.router)
-    app.add_middleware(CollectorMiddleware, settings=settings, hot_routes=HOT_ROUTES)
+    # Added innermost first: requests pass request id, telemetry, CORS, then dispatch.
+    if settings.ingest_fast_path:
+        fast = [(method, route.path) for route in ROUTES for method in route.methods]
+        app.add_middleware(DispatchMiddleware, routes=fast)
+    app.add_middleware(CorsMiddleware, settings=settings)
+    app.add_middleware(TelemetryMiddleware, settings=settings)
+    app.add_middleware(RequestIdMiddleware)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, StarletteHTTPException):  # registered for that class only
             raise exc
-        return error_response(exc)
+        return http_error_response(exc)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
 
@@ -82,13 +102,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in components().items():
+        for name, schema in components(settings.ingest_max_events_per_request).items():
             schemas.setdefault(name, schema)
         document["components"]["securitySchemes"] = SECURITY_SCHEMES
         alternatives: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
         for path, operations in document["paths"].items():
-            if path.startswith("/v1/") and path not in _OPEN_PATHS:
-                for operation in operations.values():
+            for operation in operations.values():
+                # The server's own answers (server.py), before any route runs.
+                operation["responses"].setdefault("431", _HEADER_TOO_LARGE)
+                if path.startswith("/v1/") and path not in _OPEN_PATHS:
                     operation["security"] = alternatives
         app.openapi_schema = document
         return document
@@ -113,6 +135,8 @@ def tune_garbage_collector() -> None:
 def run() -> None:
     import uvicorn
 
+    from ingest_api.server import guarded_protocol
+
     settings = get_settings()
     configure_logging("ingest-api", settings.log_level)
     for handler in logging.getLogger().handlers:
@@ -126,7 +150,9 @@ def run() -> None:
         log_config=None,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # httptools with the limits uvicorn lacks (server.py).
+        http=guarded_protocol(settings),
+        timeout_keep_alive=settings.ingest_keep_alive_seconds,
         # Client addresses are resolved by the app (INGEST_TRUSTED_PROXIES), not by uvicorn,
         # which would otherwise believe X-Forwarded-For from 127.0.0.1.
         proxy_headers=False,

@@ -30,3 +30,13 @@ PAYLOAD_BYTES = Histogram(
     "Request body size",
     buckets=(256, 1024, 4096, 16384, 65536, 262144, 1048576),
 )
+EVENT_TIME_ADJUSTED = Counter(
+    "ingest_event_time_adjusted_total",
+    "Accepted events whose time the clock policy replaced with the receive time",
+    ["bound"],
+)
+CONNECTIONS_REFUSED = Counter(
+    "ingest_connections_refused_total",
+    "Connections the server's limits closed",
+    ["reason"],
+)

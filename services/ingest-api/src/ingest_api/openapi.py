@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from clickstream_common.schema import Event
+from clickstream_common.schema import USER_KEY_FIELDS, Event
 from ingest_api.segment import SegmentBatch, SegmentMessage
 
 REF = "#/components/schemas/{model}"
@@ -24,12 +24,16 @@ class EventBatch(BaseModel):
     sent_at: datetime | None = Field(
         default=None, description="RFC 3339 device time of sending; corrects clock skew."
     )
-    events: list[Event] = Field(min_length=1, max_length=500)
+    # The most per request comes from Settings (`components`), not from this model.
+    events: list[Event] = Field(min_length=1)
 
 
 class Rejection(BaseModel):
     index: int = Field(description="Position of the event in the request.")
-    code: str = Field(description="invalid, not_an_object, event_too_large, ...")
+    code: str = Field(
+        description="invalid, not_an_object, event_too_large, properties_too_large, "
+        "unstorable_text, too_long_to_index, time_out_of_range, too_deeply_nested"
+    )
     reason: str
 
 
@@ -52,17 +56,20 @@ def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def components() -> dict[str, Any]:
+def components(max_events: int) -> dict[str, Any]:
+    """The request and answer schemas; `max_events` is INGEST_MAX_EVENTS_PER_REQUEST."""
     _, schema = models_json_schema(
         [(m, "validation") for m in (EventBatch, Event, SegmentBatch, SegmentMessage, ErrorBody)],
         ref_template=REF,
     )
     defs: dict[str, Any] = schema.get("$defs", {})
+    defs["EventBatch"]["properties"]["events"]["maxItems"] = max_events
+    defs["SegmentBatch"]["properties"]["batch"]["maxItems"] = max_events
     # What the model's validator adds to the field types: a non-blank user or anonymous id.
     event = defs["Event"]
     event["anyOf"] = [
         {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
-        for name in ("user_id", "anonymous_id")
+        for name in USER_KEY_FIELDS
     ]
     return defs
 
@@ -78,10 +85,14 @@ def error(description: str) -> dict[str, Any]:
 
 
 RATE_LIMITED = error("Over the write key's rate limit; retry after Retry-After seconds")
-UNAVAILABLE = error("Kafka did not acknowledge in time; nothing stored; retry after Retry-After")
+UNAVAILABLE = error(
+    "Kafka did not acknowledge every event in time (some may be stored): send the same body "
+    "again after Retry-After; its events keep their ids and are deduplicated"
+)
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error("Missing or unknown write key"),
     403: error("The request's Origin is not allowed for this write key"),
+    408: error("The body did not arrive within INGEST_BODY_TIMEOUT_SECONDS"),
     413: error("Over a size limit, named in the answer"),
     415: error("Unsupported media type or content encoding"),
     429: RATE_LIMITED,

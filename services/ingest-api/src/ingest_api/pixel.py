@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-# A transparent 1x1 GIF.
+from clickstream_common.schema import Event
+from ingest_api.collector import Collector, Route
+from ingest_api.errors import ApiError
+from ingest_api.exchange import Request, Response
+from ingest_api.intake import Batch, Candidate
+
+# A transparent 1x1 GIF, never cached: each fetch is an event.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
-EVENT_FIELDS = (
-    "event_id",
-    "event_type",
-    "timestamp",
-    "user_id",
-    "anonymous_id",
-    "session_id",
-    "page_url",
-    "referrer",
-    "product_id",
-    "search_query",
-    "quantity",
-    "price",
-    "revenue",
-    "currency",
+EVENT_FIELDS: tuple[str, ...] = tuple(
+    name for name in Event.model_fields if name not in ("properties", "context")
 )
+"""The event's scalar fields, each a query parameter of its own name."""
 PROPERTY_PREFIX = "p."
+NO_CACHE = (("Cache-Control", "no-cache, no-store, must-revalidate"), ("Expires", "0"))
 
 
 def event_from_query(params: Iterable[tuple[str, str]], received_at: datetime) -> dict[str, Any]:
@@ -59,3 +55,31 @@ def event_from_query(params: Iterable[tuple[str, str]], received_at: datetime) -
     event.setdefault("event_type", "page_view")
     event.setdefault("timestamp", received_at.isoformat())
     return event
+
+
+async def collect_pixel(collector: Collector, request: Request) -> Response:
+    """The GIF once the bus holds the event; the JSON error otherwise (never cached)."""
+    try:
+        client = collector.authenticate(request, collector.offered_key(request))
+    except ApiError as exc:
+        exc.headers.update(NO_CACHE)
+        raise
+    received_at = collector.clock()
+    event = event_from_query(request.query_items(), received_at)
+    try:
+        # A pixel carries no send time, so no clock correction applies.
+        # The query is the pixel's body: it names an event sent without an id.
+        batch = Batch(hashlib.sha256(request.query_string.encode("latin-1")).digest(), True)
+        outcome = await collector.ingest(
+            request, client, received_at, [Candidate(event, event, None)], "pixel", batch
+        )
+    except ApiError as exc:
+        exc.headers.update(NO_CACHE)
+        return exc.response(client.allowed_origins)
+    if not outcome.accepted_count:
+        _, code, reason = outcome.rejected[0]
+        return ApiError(400, code, reason, headers=dict(NO_CACHE)).response(client.allowed_origins)
+    return Response(200, PIXEL, "image/gif", NO_CACHE, client.allowed_origins)
+
+
+ROUTES = (Route("/v1/pixel.gif", ("GET",), collect_pixel),)

@@ -1,6 +1,7 @@
-"""Kafka publishing with the delivery guarantee the API promises.
+"""Publishing to the bus, with the delivery guarantee the API promises.
 
-The producer is idempotent with acks=all, so a send the broker acknowledged is on every
+`Publisher` is what the collector core needs from a bus; `KafkaPublisher` is the Kafka one.
+Its producer is idempotent with acks=all, so a send the broker acknowledged is on every
 in-sync replica, and the producer's own retries never write an event twice.
 """
 
@@ -13,6 +14,7 @@ import random
 import time
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -20,13 +22,37 @@ from aiokafka.partitioner import murmur2
 
 from ingest_api import metrics
 
+if TYPE_CHECKING:
+    from ingest_api.config import Settings
+
 log = logging.getLogger(__name__)
 
 Records = list[tuple[bytes, bytes]]
+"""(key, value) records; the key chooses the partition (shard) and keeps a user's order."""
 
 
 class PublishError(Exception):
-    """Kafka did not acknowledge every event in time; the client should retry."""
+    """The bus did not acknowledge every record in time; the client should retry."""
+
+
+class Publisher(Protocol):
+    """What the collector core needs from a bus (Kafka here; a Kinesis one can follow).
+
+    `publish` returns only once the bus holds every record durably, or raises PublishError;
+    it may empty the lists once it holds their records (the caller keeps no second copy).
+    `ready` is what /readyz reports; `check` refreshes it (and may reconnect).
+    """
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def check(self) -> bool: ...
+
+    async def publish(self, events: Records, dead_letters: Records) -> None: ...
 
 
 @lru_cache(maxsize=65536)
@@ -54,10 +80,14 @@ class KafkaPublisher:
         self,
         bootstrap_servers: str,
         timeout_seconds: float,
+        events_topic: str,
+        dead_letter_topic: str,
         linger_ms: int = 0,
         check_interval_seconds: float = 2.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.events_topic = events_topic
+        self.dead_letter_topic = dead_letter_topic
         self.timeout_seconds = timeout_seconds
         self.linger_ms = linger_ms
         self.check_interval_seconds = check_interval_seconds
@@ -142,11 +172,12 @@ class KafkaPublisher:
             await asyncio.sleep(self.check_interval_seconds)
             await self.check()
 
-    async def publish(self, batches: Sequence[tuple[str, Records]]) -> None:
-        """Send (topic, [(key, value)]) batches; return only once Kafka acknowledged all.
-        Each list of records is emptied once the producer holds them."""
-        if not any(records for _, records in batches):
+    async def publish(self, events: Records, dead_letters: Records) -> None:
+        """Send both lists to their topics; return only once Kafka acknowledged all. Each
+        list is emptied once the producer holds its records."""
+        if not events and not dead_letters:
             return
+        batches = ((self.events_topic, events), (self.dead_letter_topic, dead_letters))
         producer = self.producer
         if producer is None:
             raise PublishError("kafka producer not connected")
@@ -209,3 +240,14 @@ async def all_done(futures: Sequence[asyncio.Future[object]]) -> None:
 def _consume(future: asyncio.Future[object]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def publisher_from_settings(settings: Settings) -> Publisher:
+    """The bus the settings name (Kafka is the only one so far)."""
+    return KafkaPublisher(
+        settings.kafka_bootstrap_servers,
+        settings.ingest_publish_timeout_seconds,
+        settings.kafka_events_topic,
+        settings.kafka_dead_letter_topic,
+        linger_ms=settings.ingest_kafka_linger_ms,
+    )

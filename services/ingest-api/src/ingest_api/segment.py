@@ -1,9 +1,10 @@
-"""Segment HTTP Tracking API messages mapped onto native events (pure functions).
+"""The Segment HTTP Tracking API: `/v1/batch`, `/v1/track`, `/v1/page`, ... .
 
-Existing Segment and RudderStack SDKs send `track`, `page`, `screen`, `identify`, `group`
-and `alias` messages; each becomes one native event. The Segment e-commerce spec's names map
-onto our event types; any other name is kept as a custom snake_case event, and the original
-name stays in `properties.segment_event`.
+Segment and RudderStack SDKs work unchanged with their host pointed here. They expect 200
+on success and read `code`/`message` from an error. They send `track`, `page`, `screen`,
+`identify`, `group` and `alias` messages; each becomes one native event. The Segment
+e-commerce spec's names map onto our event types; any other name is kept as a custom
+snake_case event, and the original name stays in `properties.segment_event`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,23 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clickstream_common.schema import (
+    CURRENCY_PATTERN,
+    EVENT_ID_MAX_LENGTH,
+    PRICE_MAX,
+    QUANTITY_MAX,
+    REVENUE_MAX_ABS,
+    SCREEN_SIZE_MAX,
+    SEARCH_QUERY_MAX_LENGTH,
+    SHORT_TEXT_MAX_LENGTH,
+    URL_MAX_LENGTH,
+    USER_AGENT_MAX_LENGTH,
+)
+from ingest_api.collector import Collector, Route
 from ingest_api.errors import ApiError
-from ingest_api.intake import Candidate, parse_datetime
+from ingest_api.exchange import Request, Response, json_response
+from ingest_api.intake import Batch, Candidate, Limits, check_count, parse_body, parse_datetime
+from ingest_api.sdk_settings import SEGMENT_SHORT_PATHS
 
 SEGMENT_EVENT_TYPES: dict[str, str] = {
     "product viewed": "product_view",
@@ -35,7 +51,7 @@ _CALL_EVENT_TYPES = {
     "alias": "alias",
 }
 _NOT_SNAKE = re.compile(r"[^a-z0-9]+")
-_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_CURRENCY = re.compile(CURRENCY_PATTERN)
 
 
 class MappingError(ValueError):
@@ -58,21 +74,28 @@ def event_type_of(name: Any) -> str:
     return SEGMENT_EVENT_TYPES.get(name.strip().lower()) or snake_case(name)
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any, low: float, high: float) -> float | None:
+    """A JSON number within [low, high]; None for anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    return float(value) if low <= value <= high else None
+
+
+def _integer(value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if low <= value <= high else None
 
 
 def _identifier(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, str | int) and str(value).strip():
-        return str(value).strip()[:256]
+        return str(value).strip()[:SHORT_TEXT_MAX_LENGTH]
     return None
 
 
-def _text(value: Any, limit: int = 256) -> str | None:
+def _text(value: Any, limit: int = SHORT_TEXT_MAX_LENGTH) -> str | None:
     return value[:limit] if isinstance(value, str) and value.strip() else None
 
 
@@ -85,11 +108,11 @@ def native_context(context: dict[str, Any]) -> dict[str, Any] | None:
     screen, app = _dict(context.get("screen")), _dict(context.get("app"))
     device, os = _dict(context.get("device")), _dict(context.get("os"))
     mapped = {
-        "user_agent": _text(context.get("userAgent"), 1024),
+        "user_agent": _text(context.get("userAgent"), USER_AGENT_MAX_LENGTH),
         "locale": _text(context.get("locale")),
         "timezone": _text(context.get("timezone")),
-        "screen_width": screen.get("width") if isinstance(screen.get("width"), int) else None,
-        "screen_height": screen.get("height") if isinstance(screen.get("height"), int) else None,
+        "screen_width": _integer(screen.get("width"), 0, SCREEN_SIZE_MAX),
+        "screen_height": _integer(screen.get("height"), 0, SCREEN_SIZE_MAX),
         "app_name": _text(app.get("name")),
         "app_version": _identifier(app.get("version")),
         "device_manufacturer": _text(device.get("manufacturer")),
@@ -106,21 +129,21 @@ def _lift_commerce(event: dict[str, Any], props: dict[str, Any]) -> None:
     product = _identifier(props.get("product_id")) or _identifier(props.get("sku"))
     if product:
         event["product_id"] = product
-    price = _number(props.get("price"))
-    if price is not None and 0 <= price <= 1e12:
+    price = _number(props.get("price"), 0, PRICE_MAX)
+    if price is not None:
         event["price"] = price
-    quantity = props.get("quantity")
-    if isinstance(quantity, int) and not isinstance(quantity, bool) and 0 <= quantity <= 10**6:
+    quantity = _integer(props.get("quantity"), 0, QUANTITY_MAX)
+    if quantity is not None:
         event["quantity"] = quantity
-    revenue = _number(props.get("revenue"))
+    revenue = _number(props.get("revenue"), -REVENUE_MAX_ABS, REVENUE_MAX_ABS)
     if revenue is None:
-        revenue = _number(props.get("total"))
-    if revenue is not None and abs(revenue) <= 1e12:
+        revenue = _number(props.get("total"), -REVENUE_MAX_ABS, REVENUE_MAX_ABS)
+    if revenue is not None:
         event["revenue"] = revenue
     currency = props.get("currency")
-    if isinstance(currency, str) and _CURRENCY.match(currency):
+    if isinstance(currency, str) and _CURRENCY.fullmatch(currency.upper()):
         event["currency"] = currency.upper()
-    query = _text(props.get("query"), 1024)
+    query = _text(props.get("query"), SEARCH_QUERY_MAX_LENGTH)
     if query:
         event["search_query"] = query
 
@@ -160,7 +183,7 @@ def to_event(
     event: dict[str, Any] = {}
     message_id = _identifier(message.get("messageId"))
     if message_id:
-        event["event_id"] = message_id[:128]
+        event["event_id"] = message_id[:EVENT_ID_MAX_LENGTH]
     for ours, theirs in (("user_id", "userId"), ("anonymous_id", "anonymousId")):
         value = _identifier(message.get(theirs))
         if value:
@@ -203,8 +226,10 @@ def to_event(
         elif call == "alias":
             properties = {"previous_id": message.get("previousId")}
     if call in ("page", "track"):
-        url = _text(props.get("url"), 2048) or _text(page.get("url"), 2048)
-        referrer = _text(props.get("referrer"), 2048) or _text(page.get("referrer"), 2048)
+        url = _text(props.get("url"), URL_MAX_LENGTH) or _text(page.get("url"), URL_MAX_LENGTH)
+        referrer = _text(props.get("referrer"), URL_MAX_LENGTH) or _text(
+            page.get("referrer"), URL_MAX_LENGTH
+        )
         if url:
             event["page_url"] = url
         if referrer:
@@ -253,6 +278,76 @@ def candidates(
     return result
 
 
+async def collect_segment(collector: Collector, request: Request) -> Response:
+    """200 once the request is handled, with the messages that were refused named (they
+    are in the dead-letter topic), as Segment's own API answers; SDKs do not resend them."""
+    name = request.path.removeprefix("/v1/")
+    # analytics-next's short paths (`/v1/t` ...) name the call by its first letter.
+    call = SEGMENT_SHORT_PATHS.get(name, name)
+    single = call if call in CALL_TYPES else None
+    # The key is checked before the body is read, unless only the body can carry it.
+    offered = collector.offered_key(request)
+    client = collector.authenticate(request, offered) if offered else None
+    try:
+        received_at = collector.clock()
+        document, batch = request_document(await collector.read_body(request))
+        if client is None:
+            # analytics.js and others may carry the key in the body instead of a header.
+            body_key = document.get("writeKey")
+            if not isinstance(body_key, str):
+                body_key = None
+            client = collector.authenticate(request, body_key)
+        mapped = request_candidates(document, single, received_at, collector.limits)
+        if client.key.use_context_ip:
+            with_context_ips(mapped, document, single, collector)
+        del document
+        endpoint = single or "batch"
+        outcome = await collector.ingest(request, client, received_at, mapped, endpoint, batch)
+    except ApiError as exc:
+        return exc.response(client.allowed_origins if client else None)
+    result = {"success": not outcome.rejected, **outcome.result()}
+    return json_response(200, result, allowed_origins=client.allowed_origins)
+
+
+def with_context_ips(
+    mapped: list[Candidate], document: dict[str, Any], single: str | None, collector: Collector
+) -> None:
+    """For a trusted server source: each event's client address is the `context.ip` its
+    message reports (cut to its network like the request's own)."""
+    messages = [document] if single else document["batch"]  # checked by request_candidates
+    batch_context = {} if single else _dict(document.get("context"))
+    for index, (message, candidate) in enumerate(zip(messages, mapped, strict=True)):
+        address = context_ip(message, batch_context)
+        if address is not None:
+            mapped[index] = candidate._replace(client_ip=collector.reported_ip(address))
+
+
+def request_document(body: bytes) -> tuple[dict[str, Any], Batch]:
+    document, batch = parse_body(body)
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
+    return document, batch
+
+
+def request_candidates(
+    document: dict[str, Any], call: str | None, received_at: datetime, limits: Limits
+) -> list[Candidate]:
+    """A batch's messages (`call` None) or the one message of a single-call route."""
+    if call is None:
+        messages = document.get("batch")
+        if not isinstance(messages, list):
+            raise ApiError(400, "invalid_body", "batch must be a JSON array of messages")
+        check_count(len(messages), limits)
+        sent_at = lenient_datetime(document.get("sentAt"))
+        context = document.get("context")
+        batch_context = context if isinstance(context, dict) else {}
+        return candidates(messages, None, received_at, sent_at, batch_context)
+    return candidates([document], call, received_at, None, {})
+
+
+ROUTES = tuple(Route(f"/v1/{name}", ("POST",), collect_segment) for name in ("batch", *CALL_TYPES))
+
+
 # --- OpenAPI descriptions of the request bodies (validation is per message, above) ----------
 
 
@@ -280,7 +375,8 @@ class SegmentMessage(BaseModel):
 class SegmentBatch(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    batch: list[SegmentMessage] = Field(min_length=1, max_length=500)
+    # The most per request comes from Settings (`openapi.components`), not from this model.
+    batch: list[SegmentMessage] = Field(min_length=1)
     sentAt: str | None = None
     context: dict[str, Any] | None = None
     writeKey: str | None = Field(default=None, description="Accepted when no header names one.")

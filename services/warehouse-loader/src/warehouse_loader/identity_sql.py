@@ -88,6 +88,7 @@ GROUP BY stitched_user_key"""
     # Gaps and islands: a session starts a new stitched session when it begins more than the
     # gap after every earlier session of the same stitched user has ended.
     order = "ORDER BY session_start, session_key"
+
     def over_island(ordering: str) -> str:
         return (
             f"PARTITION BY stitched_user_key, island ORDER BY {ordering} "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ingest_api.deps import Publisher
+from ingest_api.publisher import Publisher
 
 router = APIRouter(tags=["operations"])
 
@@ -17,7 +17,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Kafka is reachable; events can be accepted")
-async def readyz(publisher: Publisher) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
+    publisher: Publisher = request.app.state.publisher
     if publisher.ready:
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "kafka unreachable"}, status_code=503)

@@ -1,43 +1,35 @@
-"""`GET /v1/pixel.gif`: a 1x1 GIF that records the event in its query string."""
+"""`GET /v1/pixel.gif` in the OpenAPI document (served by the core: `ingest_api.pixel`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
-from clickstream_common.schema import EVENT_TYPE_PATTERN
-from ingest_api.collector import now
-from ingest_api.deps import IntakeDep
-from ingest_api.errors import ApiError
-from ingest_api.intake import Candidate
+from clickstream_common.schema import Event
 from ingest_api.openapi import COMMON_ERRORS, error
-from ingest_api.pixel import EVENT_FIELDS, PIXEL, event_from_query
+from ingest_api.pixel import EVENT_FIELDS
+from ingest_api.routes.collect import add_core_route
 
 router = APIRouter(prefix="/v1", tags=["pixel"])
 
-_NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Expires": "0"}
-_TEXT = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"}
-_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
-    "event_type": {"type": "string", "pattern": EVENT_TYPE_PATTERN, "default": "page_view"},
-    "timestamp": {"type": "string", "format": "date-time"},
-    "user_id": _TEXT,
-    "anonymous_id": _TEXT,
-    "session_id": _TEXT,
-    "page_url": {"type": "string", "maxLength": 2048},
-    "referrer": {"type": "string", "maxLength": 2048},
-    "product_id": _TEXT,
-    "search_query": {"type": "string", "maxLength": 1024},
-    "quantity": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-    "price": {"type": "number", "minimum": 0, "maximum": 1e12},
-    "revenue": {"type": "number", "minimum": -1e12, "maximum": 1e12},
-    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-}
+
+def parameter_schema(name: str) -> dict[str, Any]:
+    """A query parameter's schema: the event field's own, from the shared schema model."""
+    field = Event.model_json_schema()["properties"][name]
+    schema = {k: v for k, v in field.items() if k not in ("anyOf", "default", "title")}
+    for option in field.get("anyOf", ()):
+        if option.get("type") != "null":
+            schema.update(option)
+    if name == "event_type":
+        schema["default"] = "page_view"
+    return schema
+
+
 _PARAMETERS: list[dict[str, Any]] = [
     {"name": "write_key", "in": "query", "required": True, "schema": {"type": "string"}},
     *(
-        {"name": name, "in": "query", "required": False, "schema": _PARAMETER_SCHEMAS[name]}
+        {"name": name, "in": "query", "required": False, "schema": parameter_schema(name)}
         for name in EVENT_FIELDS
     ),
     {
@@ -50,8 +42,11 @@ _PARAMETERS: list[dict[str, Any]] = [
 ]
 
 
-@router.get(
+add_core_route(
+    router,
     "/pixel.gif",
+    "GET",
+    "pixel",
     summary="Record one event from the query string; answers a 1x1 GIF",
     description="For pages without JavaScript and for e-mail opens. `event_type` defaults to "
     "page_view and `timestamp` to the receive time; one of user_id or anonymous_id is needed "
@@ -64,15 +59,3 @@ _PARAMETERS: list[dict[str, Any]] = [
     },
     openapi_extra={"parameters": _PARAMETERS},
 )
-async def pixel(request: Request, intake: IntakeDep) -> Response:
-    received_at = now()
-    client, collector = intake.client, intake.collector
-    event = event_from_query(request.query_params.multi_items(), received_at)
-    # A pixel carries no send time, so no clock correction applies.
-    outcome = await collector.ingest(
-        request, client, received_at, [Candidate(event, event, None)], "pixel"
-    )
-    if not outcome.accepted_count:
-        _, code, reason = outcome.rejected[0]
-        raise ApiError(400, code, reason, headers=_NO_CACHE)
-    return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)

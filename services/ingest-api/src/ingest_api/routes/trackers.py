@@ -1,41 +1,26 @@
-"""Routes that popular trackers use as they are, beside the Segment HTTP Tracking API.
+"""The trackers' paths in the OpenAPI document (served by the core: `ingest_api.trackers`).
 
-* Segment's analytics-next and mobile SDKs: the short paths `/v1/t|p|i|g|a|s`, the batch
-  path `/v1/b` (text/plain bodies, the write key in Basic auth and/or the body's
-  `writeKey`), and the settings document `GET /v1/projects/{writeKey}/settings`.
-* RudderStack's JavaScript SDK v3: `GET /sourceConfig`, its beacon `POST
-  /beacon/v1/batch?writeKey=` (its other paths are Segment's).
-* Snowplow trackers: `POST /com.snowplowanalytics.snowplow/tp2` and `GET /i`, at the root
-  or below `/snowplow/{writeKey}`. Snowplow has no write key: the path names one, else the
-  usual headers or `?write_key=`, else the events' app id (`aid`).
+The paths that name a write key (`/v1/projects/{write_key}/settings`,
+`/snowplow/{write_key}/...`) are not on the fast path: FastAPI's router matches them and hands
+them to the core.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 
-from ingest_api.auth import Client, check_origin, presented_key, resolve_client
-from ingest_api.collector import Collector, now
-from ingest_api.config import Settings
-from ingest_api.deps import CollectorDep, OptionalIntake, OptionalIntakeDep
-from ingest_api.enrichment import client_address
-from ingest_api.errors import ApiError
-from ingest_api.intake import Candidate, check_count, load_json
 from ingest_api.openapi import COMMON_ERRORS, SegmentResult, error, json_body, ref
-from ingest_api.pixel import PIXEL
-from ingest_api.routes.segment import handle_segment
-from ingest_api.sdk_settings import (
-    SEGMENT_SHORT_PATHS,
-    SNOWPLOW_PREFIX,
-    rudderstack_source_config,
-    segment_settings,
+from ingest_api.routes.collect import add_core_route
+from ingest_api.sdk_settings import SEGMENT_SHORT_PATHS, SNOWPLOW_PREFIX
+from ingest_api.segment import SegmentBatch, SegmentMessage
+from ingest_api.trackers import (
+    RUDDERSTACK_BEACON,
+    SEGMENT_SETTINGS,
+    SNOWPLOW_GET,
+    SNOWPLOW_POST,
 )
-from ingest_api.segment import MappingError, SegmentBatch, SegmentMessage
-from ingest_api.snowplow import post_payloads, query_payload, to_event
 
 router = APIRouter(tags=["trackers"])
 
@@ -43,148 +28,78 @@ _SEGMENT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error("Malformed JSON, or a body that is not a batch/message object"),
     **COMMON_ERRORS,
 }
-_NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Expires": "0"}
 _DOCUMENT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_WRITE_KEY_QUERY = {"name": "writeKey", "in": "query", "schema": {"type": "string"}}
 
-
-# --- Segment: short paths, /v1/b and the settings document -----------------------------------
-
-
-def _short_path(letter: str, call: str) -> None:
-    async def endpoint(request: Request, intake: OptionalIntakeDep) -> Response:
-        return await handle_segment(request, intake, call)
-
-    endpoint.__name__ = f"segment_short_{call}"
-    router.add_api_route(
-        f"/v1/{letter}",
-        endpoint,
-        methods=["POST"],
+for _letter, _call in SEGMENT_SHORT_PATHS.items():
+    add_core_route(
+        router,
+        f"/v1/{_letter}",
+        "POST",
+        f"segment_short_{_call}",
         response_model=SegmentResult,
-        summary=f"Segment analytics-next: one {call} call (`/v1/{letter}`)",
+        summary=f"Segment analytics-next: one {_call} call",
         openapi_extra=json_body(ref(SegmentMessage)),
         responses=_SEGMENT_ERRORS,
     )
-
-
-for _letter, _call in SEGMENT_SHORT_PATHS.items():
-    _short_path(_letter, _call)
-
-
-@router.post(
+add_core_route(
+    router,
     "/v1/b",
+    "POST",
+    "segment_short_batch",
     response_model=SegmentResult,
     summary="Segment analytics-next (batching) and mobile SDKs: a batch of calls",
     openapi_extra=json_body(ref(SegmentBatch)),
     responses=_SEGMENT_ERRORS,
 )
-async def segment_short_batch(request: Request, intake: OptionalIntakeDep) -> Response:
-    return await handle_segment(request, intake, None)
-
-
-def public_base_url(request: Request, settings: Settings, collector: Collector) -> str:
-    """Where SDKs reach this collector: INGEST_PUBLIC_URL, else the request's own scheme
-    and host (the forwarded ones when a trusted proxy sent the request)."""
-    if settings.ingest_public_url:
-        return settings.ingest_public_url.rstrip("/")
-    headers = request.headers
-    scheme, host = request.url.scheme, headers.get("host") or request.url.netloc
-    peer = request.client.host if request.client else None
-    address = client_address(peer, None, collector.trusted) if peer else None
-    if address is not None and any(address in network for network in collector.trusted):
-        forwarded_proto = headers.get("x-forwarded-proto", "").split(",")[0].strip()
-        forwarded_host = headers.get("x-forwarded-host", "").split(",")[0].strip()
-        scheme = forwarded_proto if forwarded_proto in ("http", "https") else scheme
-        host = forwarded_host or host
-    return f"{scheme}://{host}"
-
-
-def _document_client(request: Request, settings: Settings, key: str | None) -> Client:
-    """The key a configuration request names; an unknown one is a 404 (no such document)."""
-    try:
-        client = resolve_client(key, settings)
-    except ApiError as exc:
-        raise ApiError(404, exc.code, f"no configuration: {exc.message}") from exc
-    check_origin(request, client)
-    return client
-
-
-@router.get(
-    "/v1/projects/{write_key}/settings",
+add_core_route(
+    router,
+    SEGMENT_SETTINGS,
+    "GET",
+    "segment_project_settings",
     summary="Segment: the settings analytics-next loads from its cdnURL",
-    description="Names this collector as the Segment.io destination's apiHost, so "
-    "`cdnURL: <collector>` alone points analytics-next here.",
+    description="Names this collector as the Segment.io destination's apiHost "
+    "(INGEST_PUBLIC_URL, else the request's host), so `cdnURL: <collector>` alone points "
+    "analytics-next here.",
     responses={
         200: {"description": "The settings document", **_DOCUMENT},
         403: error("The request's Origin is not allowed for this write key"),
         404: error("Unknown write key"),
     },
 )
-async def segment_project_settings(
-    write_key: str, request: Request, collector: CollectorDep
-) -> Response:
-    settings = collector.settings
-    _document_client(request, settings, write_key)
-    document = segment_settings(write_key, public_base_url(request, settings, collector))
-    return Response(
-        orjson.dumps(document),
-        media_type="application/json",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
-
-
-# --- RudderStack: source config and beacon ---------------------------------------------------
-
-
-@router.get(
+add_core_route(
+    router,
     "/sourceConfig",
-    summary="RudderStack JavaScript SDK v3: the source configuration (configUrl)",
-    description="The write key comes as `?writeKey=` (or Basic auth, as the SDK also sends).",
+    "GET",
+    "rudderstack_source_config",
+    summary="RudderStack JavaScript SDK v3: the source configuration (its configUrl)",
+    description="The write key as `?writeKey=` or Basic auth, as the SDK sends both.",
     responses={
         200: {"description": "An enabled source without destinations", **_DOCUMENT},
         403: error("The request's Origin is not allowed for this write key"),
         404: error("Missing or unknown write key"),
     },
-    openapi_extra={
-        "parameters": [{"name": "writeKey", "in": "query", "schema": {"type": "string"}}]
-    },
+    openapi_extra={"parameters": [_WRITE_KEY_QUERY]},
 )
-@router.get("/sourceConfig/", include_in_schema=False)
-async def rudderstack_config(request: Request, collector: CollectorDep) -> Response:
-    key = request.query_params.get("writeKey") or presented_key(
-        request.headers, request.query_params
-    )
-    client = _document_client(request, collector.settings, key)
-    return Response(
-        orjson.dumps(rudderstack_source_config(client.source)), media_type="application/json"
-    )
-
-
-@router.post(
-    "/beacon/v1/batch",
+# The SDK asks for `/sourceConfig/`; the same operation, not repeated in the document.
+router.add_api_route(
+    "/sourceConfig/",
+    router.routes[-1].endpoint,  # type: ignore[attr-defined]
+    methods=["GET"],
+    include_in_schema=False,
+)
+add_core_route(
+    router,
+    RUDDERSTACK_BEACON,
+    "POST",
+    "rudderstack_beacon",
     response_model=SegmentResult,
     summary="RudderStack: a batch sent with navigator.sendBeacon (`?writeKey=`)",
-    openapi_extra={
-        **json_body(ref(SegmentBatch)),
-        "parameters": [{"name": "writeKey", "in": "query", "schema": {"type": "string"}}],
-    },
+    openapi_extra={**json_body(ref(SegmentBatch)), "parameters": [_WRITE_KEY_QUERY]},
     responses=_SEGMENT_ERRORS,
 )
-async def rudderstack_beacon(request: Request, collector: CollectorDep) -> Response:
-    # ?writeKey=, else the usual places; without either, the body's writeKey.
-    key = request.query_params.get("writeKey") or presented_key(
-        request.headers, request.query_params
-    )
-    client = None
-    if key:
-        client = resolve_client(key, collector.settings)
-        check_origin(request, client)
-    return await handle_segment(request, OptionalIntake(client, collector), None)
 
-
-# --- Snowplow tracker protocol v2 ------------------------------------------------------------
-
-_TP2 = "/com.snowplowanalytics.snowplow/tp2"
-_PAYLOAD_DATA_BODY = {
+_PAYLOAD_DATA = {
     "type": "object",
     "required": ["schema", "data"],
     "properties": {
@@ -201,92 +116,25 @@ _PAYLOAD_DATA_BODY = {
         },
     },
 }
-
-
-def _snowplow_client(
-    request: Request, settings: Settings, path_key: str | None, payloads: list[Any]
-) -> tuple[Client, bool]:
-    """(client, whether the key is the events' app id)."""
-    key = path_key or presented_key(request.headers, request.query_params)
-    from_app_id = False
-    if key is None:
-        first = payloads[0] if payloads else None
-        app_id = first.get("aid") if isinstance(first, dict) else None
-        key, from_app_id = (app_id if isinstance(app_id, str) else None), True
-    client = resolve_client(key, settings)
-    check_origin(request, client)
-    return client, from_app_id
-
-
-def _snowplow_candidates(
-    payloads: list[Any], received_at: datetime, app_id_key: str | None
-) -> list[Candidate]:
-    result = []
-    for payload in payloads:
-        if (
-            app_id_key is not None
-            and isinstance(payload, dict)
-            and payload.get("aid") != app_id_key
-        ):
-            reason = "aid differs from the app id that named this request's write key"
-            result.append(Candidate(payload, None, None, ("invalid", reason)))
-            continue
-        try:
-            event, sent_at = to_event(payload, received_at, app_id_is_key=app_id_key is not None)
-        except MappingError as exc:
-            result.append(Candidate(payload, None, None, ("invalid", str(exc))))
-            continue
-        result.append(Candidate(payload, event, sent_at))
-    return result
-
-
-async def _snowplow_post(request: Request, collector: Collector, path_key: str | None) -> Response:
-    received_at = now()
-    body = await collector.read_body(request)
-    try:
-        payloads = post_payloads(load_json(body))
-    except MappingError as exc:
-        raise ApiError(400, "invalid_body", str(exc)) from exc
-    del body
-    check_count(len(payloads), collector.limits)
-    client, from_app_id = _snowplow_client(request, collector.settings, path_key, payloads)
-    app_id_key = payloads[0].get("aid") if from_app_id else None
-    candidates = _snowplow_candidates(payloads, received_at, app_id_key)
-    outcome = await collector.ingest(request, client, received_at, candidates, "snowplow")
-    result = {"success": not outcome.rejected, **outcome.result()}
-    return Response(orjson.dumps(result), media_type="application/json")
-
-
-async def _snowplow_get(request: Request, collector: Collector, path_key: str | None) -> Response:
-    received_at = now()
-    payload = query_payload(request.query_params.multi_items())
-    client, from_app_id = _snowplow_client(request, collector.settings, path_key, [payload])
-    app_id_key = payload.get("aid") if from_app_id else None
-    candidates = _snowplow_candidates([payload], received_at, app_id_key)
-    # As Snowplow's own collector: the pixel whatever the event was (a refused one is in
-    # the dead-letter topic); errors are for the request itself (key, limits, Kafka).
-    await collector.ingest(request, client, received_at, candidates, "snowplow")
-    return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
-
-
-_SNOWPLOW_POST = {
+_SNOWPLOW_POST: dict[str, Any] = {
     "response_model": SegmentResult,
     "summary": "Snowplow tracker protocol v2: a payload_data batch",
     "description": "Each event's fields as the trackers send them (`e`, `eid`, `duid`, ...). "
-    "200 once handled; events that cannot be mapped are named in `rejected`.",
+    "200 once handled; events that cannot be mapped are named in `rejected`. Below "
+    "`/snowplow/{write_key}` the path names the write key; at the root a header, "
+    "`?write_key=` or the events' app id (`aid`) does.",
     "openapi_extra": {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _PAYLOAD_DATA_BODY}},
+            "content": {"application/json": {"schema": _PAYLOAD_DATA}},
         }
     },
     "responses": {400: error("Not a payload_data document"), **COMMON_ERRORS},
 }
-_SNOWPLOW_GET = {
+_SNOWPLOW_GET: dict[str, Any] = {
     "summary": "Snowplow tracker protocol v2: one event in the query string (a pixel)",
-    "description": "Answers a 1x1 GIF; an event that cannot be mapped goes to the "
-    "dead-letter topic.",
-    "response_class": Response,
+    "description": "Answers a 1x1 GIF; an event that cannot be mapped goes to the dead-letter "
+    "topic.",
     "responses": {
         200: {"content": {"image/gif": {}}, "description": "The request was handled"},
         **COMMON_ERRORS,
@@ -298,27 +146,10 @@ _SNOWPLOW_GET = {
         ]
     },
 }
-
-
-@router.post(_TP2, **_SNOWPLOW_POST)  # type: ignore[arg-type]
-async def snowplow_post(request: Request, collector: CollectorDep) -> Response:
-    return await _snowplow_post(request, collector, None)
-
-
-@router.post(SNOWPLOW_PREFIX + "/{write_key}" + _TP2, **_SNOWPLOW_POST)  # type: ignore[arg-type]
-async def snowplow_post_with_key(
-    write_key: str, request: Request, collector: CollectorDep
-) -> Response:
-    return await _snowplow_post(request, collector, write_key)
-
-
-@router.get("/i", **_SNOWPLOW_GET)  # type: ignore[arg-type]
-async def snowplow_get(request: Request, collector: CollectorDep) -> Response:
-    return await _snowplow_get(request, collector, None)
-
-
-@router.get(SNOWPLOW_PREFIX + "/{write_key}/i", **_SNOWPLOW_GET)  # type: ignore[arg-type]
-async def snowplow_get_with_key(
-    write_key: str, request: Request, collector: CollectorDep
-) -> Response:
-    return await _snowplow_get(request, collector, write_key)
+for _prefix, _suffix in (("", "root"), (SNOWPLOW_PREFIX + "/{write_key}", "keyed")):
+    add_core_route(
+        router, _prefix + SNOWPLOW_POST, "POST", f"snowplow_post_{_suffix}", **_SNOWPLOW_POST
+    )
+    add_core_route(
+        router, _prefix + SNOWPLOW_GET, "GET", f"snowplow_get_{_suffix}", **_SNOWPLOW_GET
+    )
