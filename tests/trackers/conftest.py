@@ -113,54 +113,26 @@ def send_journey(ingest_url: str) -> Journey:
         on_error=lambda error, batch: errors.append(error),
         max_retries=3,
     )
+    shop = "https://shop.example"
+    known = {"user_id": user_id, "anonymous_id": anonymous_id}
+    calls: list[tuple[str, int, dict[str, Any]]] = [
+        ("page", 0, {"anonymous_id": anonymous_id, "name": "Home",
+                     "properties": {"url": f"{shop}/"}}),
+        ("track", 40, {"anonymous_id": anonymous_id, "event": "Product Viewed",
+                       "properties": {"product_id": "shoe-1", "price": 80.0,
+                                      "url": f"{shop}/p/shoe-1"}}),
+        ("page", 90, {"anonymous_id": anonymous_id, "name": "Login",
+                      "properties": {"url": f"{shop}/login"}}),
+        ("identify", 120, {**known, "traits": {"email": "journey@example.com", "plan": "gold"}}),
+        ("track", 180, {**known, "event": "Order Completed",
+                        "properties": {"order_id": "o-journey", "revenue": 80.0,
+                                       "currency": "EUR"}}),
+    ]  # fmt: skip
     ids = []
     try:
-
-        def at(seconds: int) -> datetime:
-            return started + timedelta(seconds=seconds)
-
-        shop = "https://shop.example"
-        ids.append(
-            client.page(
-                anonymous_id=anonymous_id,
-                name="Home",
-                properties={"url": f"{shop}/"},
-                timestamp=at(0),
-            )[1]["messageId"]
-        )
-        ids.append(
-            client.track(
-                anonymous_id=anonymous_id,
-                event="Product Viewed",
-                properties={"product_id": "shoe-1", "price": 80.0, "url": f"{shop}/p/shoe-1"},
-                timestamp=at(40),
-            )[1]["messageId"]
-        )
-        ids.append(
-            client.page(
-                anonymous_id=anonymous_id,
-                name="Login",
-                properties={"url": f"{shop}/login"},
-                timestamp=at(90),
-            )[1]["messageId"]
-        )
-        ids.append(
-            client.identify(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                traits={"email": "journey@example.com", "plan": "gold"},
-                timestamp=at(120),
-            )[1]["messageId"]
-        )
-        ids.append(
-            client.track(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                event="Order Completed",
-                properties={"order_id": "o-journey", "revenue": 80.0, "currency": "EUR"},
-                timestamp=at(180),
-            )[1]["messageId"]
-        )
+        for method, seconds, fields in calls:
+            at = started + timedelta(seconds=seconds)
+            ids.append(getattr(client, method)(timestamp=at, **fields)[1]["messageId"])
         client.flush()
         # "Now": the stream's watermark passes the journey's sessions (gap 30 minutes).
         client.track(anonymous_id=f"closer-{uuid.uuid4().hex[:8]}", event="Heartbeat")
@@ -210,6 +182,11 @@ class Site:
     def page(self, name: str, html: str) -> str:
         (self.root / name).write_text(html)
         return f"{self.url}/{name}"
+
+    def run(self, page: Any, name: str, html: str, *args: Any) -> Any:
+        """Open `html` as `name` and await the page's own `shop(...args)`."""
+        page.goto(self.page(name, html))
+        return page.evaluate("(args) => shop(...args)", list(args))
 
 
 @pytest.fixture(scope="session")

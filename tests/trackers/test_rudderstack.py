@@ -49,10 +49,8 @@ EXPECTED_TYPES = Counter(
 
 def run_shop(page: Any, site: Site, stack: TrackerStack, options: dict[str, Any]) -> Any:
     user_id = f"rud-{uuid.uuid4().hex[:10]}"
-    page.goto(site.page("rudderstack.html", PAGE))
-    result = page.evaluate(
-        "([key, url, options, user]) => shop(key, url, options, user)",
-        [BROWSER_KEY, stack.ingest_url, options, user_id],
+    result = site.run(
+        page, "rudderstack.html", PAGE, BROWSER_KEY, stack.ingest_url, options, user_id
     )
     return user_id, result["anonymousId"]
 

@@ -51,11 +51,7 @@ EXPECTED_TYPES = Counter(
 
 def run_shop(page: Any, site: Site, stack: TrackerStack, options: dict[str, Any]) -> Any:
     user_id = f"seg-{uuid.uuid4().hex[:10]}"
-    page.goto(site.page("segment.html", PAGE))
-    result = page.evaluate(
-        "([key, cdn, options, user]) => shop(key, cdn, options, user)",
-        [BROWSER_KEY, stack.ingest_url, options, user_id],
-    )
+    result = site.run(page, "segment.html", PAGE, BROWSER_KEY, stack.ingest_url, options, user_id)
     return user_id, result["ids"], result["anonymousId"]
 
 

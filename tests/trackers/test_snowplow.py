@@ -49,9 +49,8 @@ def test_browser_tracker_with_the_ecommerce_plugin(
     tracker_stack: TrackerStack, site: Site, page: Any
 ) -> None:
     user_id = f"sp-{uuid.uuid4().hex[:10]}"
-    page.goto(site.page("snowplow.html", PAGE))
     endpoint = f"{tracker_stack.ingest_url}/snowplow/{SNOWPLOW_KEY}"
-    duid = page.evaluate("([endpoint, user]) => shop(endpoint, user)", [endpoint, user_id])["duid"]
+    duid = site.run(page, "snowplow.html", PAGE, endpoint, user_id)["duid"]
     events = tracker_stack.wait_for_events("anonymous_id = %s", duid, count=7)
     assert Counter(e["event_type"] for e in events) == {
         "page_view": 1,

@@ -190,8 +190,8 @@ def test_preflights_allow_what_the_sdks_ask_for(client: Any) -> None:
     }
     answer = client.options("/v1/track", headers=asked)
     assert answer.status_code == 204
-    assert (
-        answer.headers["access-control-allow-headers"] == "authorization,anonymousid,content-type"
+    assert answer.headers["access-control-allow-headers"].endswith(
+        ", authorization,anonymousid,content-type"
     )
     assert answer.headers["access-control-allow-credentials"] == "true"
     # A key named by the path decides the origins of its preflight.
@@ -200,7 +200,7 @@ def test_preflights_allow_what_the_sdks_ask_for(client: Any) -> None:
     assert client.options(f"/snowplow/k-shop{TP2}", headers=foreign).status_code == 403
     odd = {**asked, "Access-Control-Request-Headers": "x\r\ny"}
     answer = client.options("/v1/track", headers=odd)
-    assert "x-write-key" in answer.headers["access-control-allow-headers"].lower()
+    assert answer.headers["access-control-allow-headers"].endswith("X-Request-ID")
     sent = client.post("/v1/t", json={"userId": "u", "event": "X"},
                        headers={**basic("k-shop"), "Origin": "https://shop.example"})  # fmt: skip
     assert sent.headers["access-control-allow-credentials"] == "true"

@@ -182,11 +182,9 @@ class CorsMiddleware:
         headers = [(b"vary", b"Origin"), (b"content-length", b"0")]
         if allowed:
             requested = header(scope, b"access-control-request-headers") or ""
-            allow_headers = (
-                requested.encode("latin-1")
-                if _REQUESTED_HEADERS.match(requested)
-                else _ALLOW_HEADERS
-            )
+            allow_headers = _ALLOW_HEADERS
+            if _REQUESTED_HEADERS.match(requested):
+                allow_headers += b", " + requested.encode("latin-1")
             headers += [
                 (b"access-control-allow-origin", origin.encode("latin-1")),
                 # Snowplow's and RudderStack's browser SDKs send with credentials; the

@@ -30,6 +30,13 @@ _SEGMENT_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _DOCUMENT = {"content": {"application/json": {"schema": {"type": "object"}}}}
 _WRITE_KEY_QUERY = {"name": "writeKey", "in": "query", "schema": {"type": "string"}}
+# The core reads the key from the path itself; the document names the parameter.
+_WRITE_KEY_PATH = {
+    "name": "write_key",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+}
 
 for _letter, _call in SEGMENT_SHORT_PATHS.items():
     add_core_route(
@@ -66,6 +73,7 @@ add_core_route(
         403: error("The request's Origin is not allowed for this write key"),
         404: error("Unknown write key"),
     },
+    openapi_extra={"parameters": [_WRITE_KEY_PATH]},
 )
 add_core_route(
     router,
@@ -146,10 +154,20 @@ _SNOWPLOW_GET: dict[str, Any] = {
         ]
     },
 }
-for _prefix, _suffix in (("", "root"), (SNOWPLOW_PREFIX + "/{write_key}", "keyed")):
-    add_core_route(
-        router, _prefix + SNOWPLOW_POST, "POST", f"snowplow_post_{_suffix}", **_SNOWPLOW_POST
-    )
-    add_core_route(
-        router, _prefix + SNOWPLOW_GET, "GET", f"snowplow_get_{_suffix}", **_SNOWPLOW_GET
-    )
+
+
+def _with_path_key(openapi: dict[str, Any]) -> dict[str, Any]:
+    extra = openapi.get("openapi_extra", {})
+    parameters = [_WRITE_KEY_PATH, *extra.get("parameters", [])]
+    return {**openapi, "openapi_extra": {**extra, "parameters": parameters}}
+
+
+add_core_route(router, SNOWPLOW_POST, "POST", "snowplow_post_root", **_SNOWPLOW_POST)
+add_core_route(router, SNOWPLOW_GET, "GET", "snowplow_get_root", **_SNOWPLOW_GET)
+_KEYED = SNOWPLOW_PREFIX + "/{write_key}"
+add_core_route(
+    router, _KEYED + SNOWPLOW_POST, "POST", "snowplow_post_keyed", **_with_path_key(_SNOWPLOW_POST)
+)
+add_core_route(
+    router, _KEYED + SNOWPLOW_GET, "GET", "snowplow_get_keyed", **_with_path_key(_SNOWPLOW_GET)
+)
