@@ -12,7 +12,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from clickstream_common.schema import UNSTORABLE_TEXT_PATTERN, USER_KEY_FIELDS, Event
+from clickstream_common.schema import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    UNSTORABLE_TEXT_PATTERN,
+    USER_KEY_FIELDS,
+    Event,
+)
 from ingest_api.segment import SegmentBatch, SegmentMessage
 
 REF = "#/components/schemas/{model}"
@@ -75,6 +81,10 @@ def components(max_events: int) -> dict[str, Any]:
     # otherwise): what a client may send, described to a depth of three levels.
     for name in ("properties", "raw_context"):
         event["properties"][name]["anyOf"][0] = storable_object()
+    # Times the stores can hold lie between EARLIEST_TIME and LATEST_TIME in UTC; whether a
+    # time of their own years does depends on its offset, so those years are left out.
+    edges = f"{EARLIEST_TIME.year:04d}-|{LATEST_TIME.year:04d}-"
+    event["properties"]["timestamp"]["pattern"] = f"^(?!{edges})"
     return defs
 
 
