@@ -89,12 +89,9 @@ add_core_route(
     },
     openapi_extra={"parameters": [_WRITE_KEY_QUERY]},
 )
-# The SDK asks for `/sourceConfig/`; the same operation, not repeated in the document.
-router.add_api_route(
-    "/sourceConfig/",
-    router.routes[-1].endpoint,  # type: ignore[attr-defined]
-    methods=["GET"],
-    include_in_schema=False,
+# The SDK asks for `/sourceConfig/`: the same operation, not repeated in the document.
+add_core_route(
+    router, "/sourceConfig/", "GET", "rudderstack_source_config_slash", include_in_schema=False
 )
 add_core_route(
     router,
