@@ -49,10 +49,15 @@ class RunningStack:
 
 
 def _new_stack(
-    services: tuple[str, ...], env: dict[str, dict[str, str]] | None = None
+    services: tuple[str, ...],
+    env: dict[str, dict[str, str]] | None = None,
+    **config_overrides: Any,
 ) -> tuple[Stack, Path]:
     config = StackConfig.scratch(
-        "test-stacks", f"{os.getpid()}-{uuid.uuid4().hex[:6]}", service_env=env or {}
+        "test-stacks",
+        f"{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        service_env=env or {},
+        **config_overrides,
     )
     state = config.state_dir
     stack = Stack(config, progress=lambda line: print(line, flush=True))
@@ -94,14 +99,17 @@ def stack_factory() -> Iterator[StackFactory]:
     """Fresh stacks of a test's own (for destructive tests), stopped when the test ends.
 
     `stack_factory(services=("ingest-api",), env={"ingest-api": {"NAME": "value"}})` starts
-    the whole platform plus the named services on new free ports.
+    the whole platform plus the named services on new free ports; other keyword arguments
+    are StackConfig fields (e.g. `kafka_security="SASL_SSL"`).
     """
     started: list[tuple[Stack, Path]] = []
 
     def make(
-        services: tuple[str, ...] = (), env: dict[str, dict[str, str]] | None = None
+        services: tuple[str, ...] = (),
+        env: dict[str, dict[str, str]] | None = None,
+        **config_overrides: Any,
     ) -> RunningStack:
-        stack, state = _new_stack(services, env)
+        stack, state = _new_stack(services, env, **config_overrides)
         started.append((stack, state))
         return RunningStack(stack, stack.connection_info())
 

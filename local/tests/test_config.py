@@ -34,7 +34,7 @@ def test_defaults_match_contracts(tmp_path: Path) -> None:
 def test_ephemeral_ports_are_distinct_and_saved(tmp_path: Path) -> None:
     c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b")
     ports = [v for k, v in c.to_dict().items() if k.endswith("_port")]
-    assert len(ports) == 8 and len(set(ports)) == 8
+    assert len(ports) == 9 and len(set(ports)) == 9
     assert 19092 not in ports
     c.save()
     assert StackConfig.load(tmp_path) == c

@@ -34,6 +34,7 @@ _PORT_FIELDS = (
     "ingest_port",
     "processor_metrics_port",
     "loader_metrics_port",
+    "kafka_secure_port",
 )
 
 
@@ -77,6 +78,10 @@ class StackConfig:
     ingest_port: int = 18080
     processor_metrics_port: int = 18091
     loader_metrics_port: int = 18092
+    # The broker's TLS + SASL/SCRAM listener (kafka_tls.py), used by the services when
+    # kafka_security is "SASL_SSL"; with "PLAINTEXT" (the default) it is not opened.
+    kafka_secure_port: int = 19094
+    kafka_security: str = "PLAINTEXT"
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"
@@ -134,6 +139,10 @@ class StackConfig:
     @property
     def kafka_libs_dir(self) -> Path:
         return self.cache_dir / "kafka-libs"
+
+    @property
+    def kafka_secure(self) -> bool:
+        return self.kafka_security == "SASL_SSL"
 
     @property
     def spark_jars_dir(self) -> Path:

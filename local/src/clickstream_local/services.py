@@ -20,6 +20,7 @@ from clickstream_local.config import (
     StackConfig,
     repo_root,
 )
+from clickstream_local.kafka_tls import SecureListener
 from clickstream_local.supervisor import Supervisor
 
 SERVICE_MODULES: dict[str, str] = {
@@ -73,6 +74,11 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
             "LOADER_CONSUMER_GROUP": "warehouse-loader",
             "LOADER_METRICS_PORT": str(config.loader_metrics_port),
         }
+    if config.kafka_secure:
+        # Every service connects through the TLS + SCRAM listener only.
+        env |= SecureListener(
+            config.conf_dir / "kafka" / "tls", config.kafka_secure_port
+        ).client_env()
     return env | config.service_env.get(name, {})
 
 
