@@ -176,5 +176,10 @@ def contract_metric_names() -> set[str]:
     names: set[str] = set()
     for doc in ("contracts.md", "kubernetes.md"):
         text = (REPO / "docs" / doc).read_text()
-        names |= set(re.findall(r"`((?:ingest|processor|loader)_[a-z0-9_]+)(?:\{[^`]*\})?`", text))
+        names |= set(
+            re.findall(
+                r"`((?:ingest|processor|loader|anomaly|recommender)_[a-z0-9_]+)(?:\{[^`]*\})?`",
+                text,
+            )
+        )
     return names

@@ -541,12 +541,21 @@ class Prometheus(Component):
             ("ingest-api", c.ingest_port),
             ("stream-processor", c.processor_metrics_port),
             ("warehouse-loader", c.loader_metrics_port),
+            ("anomaly-detector", c.anomaly_metrics_port),
+            ("recommender", c.recommender_port),
+            ("alertmanager", c.alertmanager_port),
         ]
         lines = [
             "# Written by clickstream_local; regenerated on every start.",
             "global:",
             "  scrape_interval: 2s",
             "  evaluation_interval: 2s",
+        ]
+        lines += [
+            "alerting:",
+            "  alertmanagers:",
+            "    - static_configs:",
+            f'        - targets: ["127.0.0.1:{c.alertmanager_port}"]',
         ]
         rules = prometheus_rule_files()
         if rules:

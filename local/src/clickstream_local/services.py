@@ -13,6 +13,7 @@ from clickstream_local.config import (
     DEV_SOURCE,
     DEV_WRITE_KEY,
     EVENTS_TOPIC,
+    RECOMMENDER_READ_KEY,
     REGION,
     S3_ACCESS_KEY,
     S3_EVENTS_TOPIC,
@@ -27,11 +28,15 @@ SERVICE_MODULES: dict[str, str] = {
     "ingest-api": "ingest_api",
     "stream-processor": "stream_processor",
     "warehouse-loader": "warehouse_loader",
+    "anomaly-detector": "anomaly_detector",
+    "recommender": "recommender",
 }
 _NEEDS: dict[str, tuple[str, ...]] = {
     "ingest-api": ("kafka",),
     "stream-processor": ("kafka", "s3"),
     "warehouse-loader": ("kafka", "s3", "postgres"),
+    "anomaly-detector": ("kafka", "s3"),
+    "recommender": ("kafka", "redis"),
 }
 
 
@@ -67,6 +72,15 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
             # Spark otherwise binds its driver to the first non-loopback interface.
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
+    elif name == "anomaly-detector":
+        env |= {"ANOMALY_METRICS_PORT": str(config.anomaly_metrics_port)}
+    elif name == "recommender":
+        env |= {
+            "RECOMMENDER_HOST": "127.0.0.1",
+            "RECOMMENDER_PORT": str(config.recommender_port),
+            "RECOMMENDER_REDIS_URL": f"redis://127.0.0.1:{config.redis_port}/0",
+            "RECOMMENDER_READ_KEYS": json.dumps([RECOMMENDER_READ_KEY]),
+        }
     else:
         env |= {
             "WAREHOUSE_DSN": config.warehouse_dsn,
@@ -99,6 +113,8 @@ class Service(Component):
             "ingest-api": f"{c.ingest_url}/healthz",
             "stream-processor": f"http://127.0.0.1:{c.processor_metrics_port}/metrics",
             "warehouse-loader": f"http://127.0.0.1:{c.loader_metrics_port}/healthz",
+            "anomaly-detector": f"http://127.0.0.1:{c.anomaly_metrics_port}/healthz",
+            "recommender": f"http://127.0.0.1:{c.recommender_port}/healthz",
         }[self.name]
 
     def command(self) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import (
+    ANOMALIES,
     EVENTS,
     PRODUCT_STATS_MINUTE,
     SESSIONS,
@@ -422,5 +423,9 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
         *(_postgres_indexes() if dialect is Dialect.POSTGRES else []),
         *bi_views(dialect),
     ]
-    # v3: the identity map, stitched views and user traits (identity_sql.py).
-    return [(1, v1), (2, v2), (3, identity_migration(dialect))]
+    # Tables added after v1 (v1 creates every table of TABLES on a new warehouse; these
+    # reach warehouses created before them).
+    v3 = [create_table_sql(ANOMALIES, dialect, quote_reserved=True)]
+    # v4: the identity map (for warehouses created before it), stitched views and user
+    # traits (identity_sql.py).
+    return [(1, v1), (2, v2), (3, v3), (4, identity_migration(dialect))]
