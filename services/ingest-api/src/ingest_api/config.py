@@ -33,6 +33,12 @@ class WriteKey(BaseModel):
     rate_limit_burst: int | None = Field(
         default=None, ge=0, description="Events allowed at once above the sustained rate."
     )
+    use_context_ip: bool = Field(
+        default=False,
+        description="A trusted server source: its SDK reports the end user's address in "
+        "context.ip (Segment, RudderStack), which becomes the event's client address. Only "
+        "for keys kept on your servers; a browser could claim any address.",
+    )
 
 
 class Settings(CommonSettings):
@@ -96,6 +102,10 @@ class Settings(CommonSettings):
     ingest_max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     # Idle time a keep-alive connection is kept open between requests (uvicorn's own knob).
     ingest_keep_alive_seconds: int = Field(default=5, ge=1)
+    # The collector's public base URL, for the settings documents that point SDKs back at it
+    # (Segment's settings, RudderStack's source config); unset: the request's own scheme and
+    # host (X-Forwarded-Proto/-Host from INGEST_TRUSTED_PROXIES).
+    ingest_public_url: str | None = None
 
     @field_validator("ingest_write_keys", mode="before")
     @classmethod

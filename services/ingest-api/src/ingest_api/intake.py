@@ -11,7 +11,7 @@ import re
 import uuid
 import zlib
 from collections.abc import AsyncIterable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -49,6 +49,9 @@ class Candidate(NamedTuple):
     event: Any  # the native event object to validate (Segment messages are mapped first)
     sent_at: datetime | None
     error: tuple[str, str] | None = None  # (code, reason) when mapping already failed
+    # The end user's address as a trusted server source reported it (context.ip), already
+    # cut to its network; None: the request's own address.
+    client_ip: str | None = None
 
 
 @dataclass
@@ -390,7 +393,7 @@ def process(
     """Validate and enrich each event; invalid ones become dead letters with their reason."""
     outcome = Outcome()
     source_key = facts.source.encode()
-    for index, (original, raw, sent_at, error) in enumerate(candidates):
+    for index, (original, raw, sent_at, error, reported_ip) in enumerate(candidates):
         if error is not None:
             event, code, reason = None, error[0], printable(error[1])
         else:
@@ -410,7 +413,8 @@ def process(
             outcome.dead.append((source_key, orjson.dumps(letter, option=_DUMPS_OPTIONS)))
             continue
         event_id = "" if event.event_id else derived_event_id(facts.source, batch.digest, index)
-        enriched = enrich(event, facts, sent_at, event_id)
+        own = facts if reported_ip is None else replace(facts, client_ip=reported_ip)
+        enriched = enrich(event, own, sent_at, event_id)
         adjusted = enriched.get("event_time_adjusted")
         if adjusted:
             outcome.adjusted[adjusted] = outcome.adjusted.get(adjusted, 0) + 1

@@ -29,7 +29,7 @@ from clickstream_common.kafka_security import spark_kafka_options
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
-from stream_processor import metrics, transforms
+from stream_processor import identities, metrics, transforms
 from stream_processor.config import Settings
 from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.kinesis_source import kinesis_stream
@@ -108,6 +108,7 @@ class BatchWriters:
         rows = table_for(EVENTS, valid, batch_id)
         newest = max_timestamp(rows, "received_at")
         self.writer.write_table(EVENTS.name, rows, batch_id, EVENTS.time_column, newest)
+        identities.write_identities(self.writer, valid, batch_id, newest)
         _freshness(LAKE, newest)
 
     def windows(self, aggregates: DataFrame, batch_id: int) -> None:

@@ -25,6 +25,7 @@ from clickstream_common.tables import (
     quote_identifier,
     sql_type,
 )
+from warehouse_loader.identity_sql import identity_migration
 
 LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
 MIGRATIONS = f"{WAREHOUSE_SCHEMA}.schema_migrations"
@@ -425,4 +426,6 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
     # Tables added after v1 (v1 creates every table of TABLES on a new warehouse; these
     # reach warehouses created before them).
     v3 = [create_table_sql(ANOMALIES, dialect, quote_reserved=True)]
-    return [(1, v1), (2, v2), (3, v3)]
+    # v4: the identity map (for warehouses created before it), stitched views and user
+    # traits (identity_sql.py).
+    return [(1, v1), (2, v2), (3, v3), (4, identity_migration(dialect))]
