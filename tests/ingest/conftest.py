@@ -47,6 +47,7 @@ class Record:
     topic: str
     key: bytes | None
     value: dict[str, Any]
+    size: int = 0  # bytes of the value as stored
 
 
 async def read_topic(bootstrap: str, topic: str, partition_count: int) -> list[Record]:
@@ -62,7 +63,7 @@ async def read_topic(bootstrap: str, topic: str, partition_count: int) -> list[R
             while await consumer.position(tp) < ends[tp]:
                 batch = await consumer.getmany(tp, timeout_ms=2000)
                 records += [
-                    Record(topic, r.key, orjson.loads(r.value))
+                    Record(topic, r.key, orjson.loads(r.value), len(r.value))
                     for r in batch.get(tp, [])
                     if r.offset < ends[tp]
                 ]
