@@ -311,10 +311,15 @@ def test_pixel(client: httpx.Client, data: st.DataObject) -> None:
         parts.append(f"event_id={data.draw(unique_ids)}")
     full_query = "&".join(parts)
     response = send(client, "GET", f"/v1/pixel.gif?{full_query}", "pixel", headers=headers)
-    source = source_of(key)
+    account_pixel(response, source_of(key), full_query)
+
+
+def account_pixel(response: httpx.Response, source: str | None, query: str) -> None:
+    """A pixel's answer: the GIF for an event in Kafka, or a 400 naming why it is not (it is
+    a dead letter then)."""
     if response.status_code == 200:
         assert response.content.startswith(b"GIF89a") and source
-        LEDGER.accept(source, pixel_event_id(full_query, source))
+        LEDGER.accept(source, pixel_event_id(query, source))
     elif response.status_code == 400 and response.json()["code"] in EVENT_CODES:
         assert source
         LEDGER.dead_letters[source] += 1
@@ -361,6 +366,8 @@ def test_other_routes_and_methods(client: httpx.Client, data: st.DataObject) -> 
         content = b""
     url = path + (f"?write_key={key}" if key else "")
     response = send(client, method, url, "other", headers=headers, content=content)
+    if method == "GET" and path == "/v1/pixel.gif":
+        account_pixel(response, source_of(key), url.partition("?")[2])
     # A stray body that is JSON reaches a collecting route: its rejections are dead letters.
     results = per_event_results(response) if method == "POST" else None
     if results is not None:

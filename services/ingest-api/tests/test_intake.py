@@ -29,7 +29,6 @@ from ingest_api.intake import (
     process,
     read_limited,
 )
-from ingest_api.pixel import event_from_query
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LIMITS = Limits(max_events=3, max_request_bytes=1000, max_event_bytes=300, max_properties_bytes=100)
@@ -135,29 +134,6 @@ def test_each_event_is_judged_on_its_own() -> None:
         "event_bytes": len(b'"not an object"'),
         "event_sha256": hashlib.sha256(b'"not an object"').hexdigest(),
     }
-
-
-def test_pixel_query_becomes_an_event() -> None:
-    event = event_from_query(
-        [
-            ("write_key", "k"),
-            ("anonymous_id", "a1"),
-            ("event_type", "email_open"),
-            ("p.campaign", "spring"),
-            ("properties", '{"list": "vip"}'),
-            ("price", "9.5"),
-            ("cb", "123"),
-        ],
-        T0,
-    )
-    assert event == {
-        "anonymous_id": "a1",
-        "event_type": "email_open",
-        "price": "9.5",
-        "properties": {"list": "vip", "campaign": "spring"},
-        "timestamp": T0.isoformat(),
-    }
-    assert event_from_query([("user_id", "u")], T0)["event_type"] == "page_view"
 
 
 async def test_gzip_members_are_read_in_turn_and_trailing_garbage_is_refused() -> None:
