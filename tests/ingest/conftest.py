@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,21 @@ def start_collector(
 
 def stop_collector(process: subprocess.Popen[bytes]) -> None:
     terminate(process, timeout=15)
+
+
+@contextmanager
+def quiet_collector(bootstrap: str, state_dir: Path) -> Iterator[Collector]:
+    """A collector of a test module's own, logging only warnings: generated traffic must
+    not eat the shared collector's limits. It must never have logged a traceback."""
+    process, collector = start_collector(
+        bootstrap, state_dir, {"INGEST_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING"}
+    )
+    try:
+        yield collector
+    finally:
+        stop_collector(process)
+        log = collector.log_path.read_text(errors="replace")
+        assert "Traceback" not in log and "Exception in ASGI" not in log, log[-5000:]
 
 
 @pytest.fixture(scope="session")

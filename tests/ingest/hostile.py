@@ -167,6 +167,8 @@ def _native_event(draw: st.DrawFn) -> Any:
         event["event_id"] = draw(unique_ids)
     if draw(st.booleans()):
         event["properties"] = draw(_properties)
+    if draw(st.integers(0, 9)) == 0:
+        event["page_url"] = draw(_long_urls)
     for name in draw(_changes):
         change = draw(st.integers(0, 3))
         if change == 0:

@@ -21,7 +21,7 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 
 from ingest_api.config import Settings
 from ingest_api.main import create_app
-from tests.ingest.conftest import Collector, start_collector, stop_collector
+from tests.ingest.conftest import Collector, quiet_collector
 
 pytestmark = pytest.mark.platform
 
@@ -33,18 +33,8 @@ STATUSES: Counter[int] = Counter()
 def fuzz_collector(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Collector]:
-    # A collector of its own: the generated traffic must not eat the shared one's limits.
-    process, collector = start_collector(
-        kafka_bootstrap,
-        tmp_path_factory.mktemp("fuzz"),
-        {"INGEST_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING"},
-    )
-    try:
+    with quiet_collector(kafka_bootstrap, tmp_path_factory.mktemp("fuzz")) as collector:
         yield collector
-    finally:
-        stop_collector(process)
-        log = collector.log_path.read_text(errors="replace")
-        assert "Traceback" not in log, log[-5000:]
 
 
 @pytest.fixture(scope="module")

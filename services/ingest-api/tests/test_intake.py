@@ -275,3 +275,10 @@ def test_the_clock_policy_applies_after_the_skew_correction() -> None:
     assert outcome.adjusted == {"ahead": 2, "behind": 1}
     for event in events:
         EnrichedEvent.model_validate(event)
+
+
+def test_an_unreadable_sent_at_is_named() -> None:
+    with pytest.raises(ApiError) as caught:
+        native_events({"sent_at": "0001-01-01T00:00:00+10:00", "events": [{}]}, LIMITS)
+    assert (caught.value.code, caught.value.message.split(":")[0]) == ("invalid_sent_at", "sent_at")
+    assert "time out of range" in caught.value.message

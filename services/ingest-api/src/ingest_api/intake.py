@@ -217,7 +217,7 @@ def parse_datetime(value: Any, what: str) -> datetime | None:
     try:
         return _DATETIME.validate_python(value)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_sent_at", f"{what}: {describe(exc)}") from exc
+        raise ApiError(400, "invalid_sent_at", describe(exc, what)[1]) from exc
 
 
 def check_count(count: int, limits: Limits) -> None:
@@ -263,15 +263,16 @@ def printable(text: str, limit: int = REASON_MAX_LENGTH) -> str:
     return _UNPRINTABLE.sub("\ufffd", text)
 
 
-def describe(error: ValidationError) -> tuple[str, str]:
+def describe(error: ValidationError, subject: str = "event") -> tuple[str, str]:
     """(code, one line naming each invalid field and why). The code is the first error's own
-    name where the schema names it (time_out_of_range, too_long_to_index), else invalid."""
+    name where the schema names it (time_out_of_range, too_long_to_index), else invalid.
+    `subject` names what was validated when the error is about it as a whole."""
     parts = []
     code = "invalid"
     for number, item in enumerate(error.errors(include_url=False)):
         if number == 0 and item["type"] in _NAMED_ERRORS:
             code = item["type"]
-        where = ".".join(str(p)[:64] for p in item["loc"]) or "event"
+        where = ".".join(str(p)[:64] for p in item["loc"]) or subject
         parts.append(f"{where}: {item['msg']}")
     return code, printable("; ".join(parts))
 
