@@ -282,3 +282,25 @@ def test_an_unreadable_sent_at_is_named() -> None:
         native_events({"sent_at": "0001-01-01T00:00:00+10:00", "events": [{}]}, LIMITS)
     assert (caught.value.code, caught.value.message.split(":")[0]) == ("invalid_sent_at", "sent_at")
     assert "time out of range" in caught.value.message
+
+
+def test_an_original_nested_to_the_limit_still_makes_a_writable_letter() -> None:
+    # 254 levels pass on their own, and would be one too many inside the letter.
+    event = {**GOOD, "page_url": orjson.loads("[" * 253 + "]" * 253)}
+    orjson.dumps(event)
+    outcome = judge(event)
+    ((_, code, _),) = outcome.rejected
+    ((_, value),) = outcome.dead
+    letter = orjson.loads(value)
+    assert code == "invalid" and "event" not in letter
+    assert letter["event_text"].startswith('{"event_type"')
+
+
+def test_context_fields_the_schema_drops_are_not_judged() -> None:
+    ignored = {"library": {"name": "x\x00"}, "note\ud800": 1}
+    outcome = judge({**GOOD, "context": {"locale": "de", **ignored}})
+    assert outcome.accepted_count == 1
+    ((_, value),) = outcome.accepted
+    assert orjson.loads(value)["context"] == {"locale": "de"}
+    refused = judge({**GOOD, "context": {"locale": "d\x00e", **ignored}})
+    assert [code for _, code, _ in refused.rejected] == ["unstorable_text"]

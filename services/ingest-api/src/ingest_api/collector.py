@@ -69,7 +69,11 @@ class Collector:
             routes = ROUTES
         self.settings = settings
         self.publisher = publisher
-        self.routes = {route.path: route for route in routes}
+        # path -> method -> route: one path may have a handler per method.
+        self.routes: dict[str, dict[str, Route]] = {}
+        for route in routes:
+            for method in route.methods:
+                self.routes.setdefault(route.path, {})[method] = route
         self.clock = clock
         self.limiter = RateLimiter()
         self.trusted = parse_networks(settings.ingest_trusted_proxies)
@@ -95,11 +99,12 @@ class Collector:
     # --- the entry point -----------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        route = self.routes.get(request.path)
-        if route is None:
+        by_method = self.routes.get(request.path)
+        if by_method is None:
             return json_response(404, error_body("http_404", "Not Found"))
-        if request.method not in route.methods:
-            allow = ", ".join(route.methods)
+        route = by_method.get(request.method)
+        if route is None:
+            allow = ", ".join(by_method)
             return json_response(
                 405, error_body("http_405", "Method Not Allowed"), headers=[("allow", allow)]
             )

@@ -22,6 +22,7 @@ from clickstream_common.schema import (
     STANDARD_EVENT_TYPES,
     UNSTORABLE_TEXT_PATTERN,
     Event,
+    EventContext,
     UtcDatetime,
     unstorable_text,
     user_key_of,
@@ -277,10 +278,17 @@ def describe(error: ValidationError, subject: str = "event") -> tuple[str, str]:
     return code, printable("; ".join(parts))
 
 
+_CONTEXT_FIELDS = frozenset(EventContext.model_fields)
+
+
 def check_event(raw: Any, limits: Limits, check_text: bool) -> tuple[Event | None, str, str]:
     """(event, "", "") when valid, else (None, code, reason)."""
     if not isinstance(raw, dict):
         return None, "not_an_object", "event must be a JSON object"
+    context = raw.get("context")
+    if isinstance(context, dict) and not context.keys() <= _CONTEXT_FIELDS:
+        # The schema drops context fields it does not know: judge what would be published.
+        raw = {**raw, "context": {k: v for k, v in context.items() if k in _CONTEXT_FIELDS}}
     if check_text:
         problem = unstorable_text(raw)
         if problem:
@@ -331,10 +339,12 @@ def echo(original: Any, max_bytes: int) -> dict[str, Any]:
     of the whole text either way (values orjson cannot write are written by `json_text`)."""
     try:
         text = orjson.dumps(original)
-        writable = True
     except orjson.JSONEncodeError:
         text = json_text(original).encode()
         writable = False
+    else:
+        # In the letter the original sits one level deeper: it must still be writable there.
+        writable = _nests_one_more(original)
     copy: dict[str, Any] = {
         "event_bytes": len(text),
         "event_sha256": hashlib.sha256(text).hexdigest(),
@@ -346,6 +356,14 @@ def echo(original: Any, max_bytes: int) -> dict[str, Any]:
     else:
         copy["event_excerpt"] = text[:DEAD_LETTER_EXCERPT_BYTES].decode("utf-8", "ignore")
     return copy
+
+
+def _nests_one_more(value: Any) -> bool:
+    try:
+        orjson.dumps([value])
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def json_text(value: Any) -> str:
