@@ -125,9 +125,23 @@ async def loader_lag(bootstrap: str) -> int:
         await admin.close()
 
 
-def test_events_flow_exactly_from_http_to_the_warehouse(stack_factory: StackFactory) -> None:
+# SASL_SSL: every service connects through the broker's TLS + SCRAM-SHA-512 listener only
+# (clickstream_local.kafka_tls), as to a managed Kafka; the test's own Kafka checks below use
+# the broker's plaintext listener.
+@pytest.mark.parametrize("kafka_security", ["PLAINTEXT", "SASL_SSL"])
+def test_events_flow_exactly_from_http_to_the_warehouse(
+    stack_factory: StackFactory, kafka_security: str
+) -> None:
     # A stack of its own: the watermark is per query, and other tests' traffic would move it.
-    info = stack_factory(services=("ingest-api", "stream-processor", "warehouse-loader")).info
+    running = stack_factory(
+        services=("ingest-api", "stream-processor", "warehouse-loader"),
+        kafka_security=kafka_security,
+    )
+    info = running.info
+    if kafka_security == "SASL_SSL":
+        env = running.stack.components["ingest-api"].env()
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] != info.kafka_bootstrap
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     # Four whole event-time minutes, far enough back that current traffic closes them.
     start, end = now - timedelta(minutes=7), now - timedelta(minutes=3)

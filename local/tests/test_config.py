@@ -28,13 +28,16 @@ def test_defaults_match_contracts(tmp_path: Path) -> None:
         "clickstream.events": 6,
         "clickstream.events.dlq": 3,
         "clickstream.s3-events": 3,
+        "clickstream.anomalies": 1,
     }
+    assert (c.redis_port, c.alertmanager_port) == (16379, 19095)
+    assert (c.anomaly_metrics_port, c.recommender_port) == (18093, 18094)
 
 
 def test_ephemeral_ports_are_distinct_and_saved(tmp_path: Path) -> None:
     c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b")
     ports = [v for k, v in c.to_dict().items() if k.endswith("_port")]
-    assert len(ports) == 8 and len(set(ports)) == 8
+    assert len(ports) == 13 and len(set(ports)) == 13
     assert 19092 not in ports
     c.save()
     assert StackConfig.load(tmp_path) == c
@@ -64,7 +67,13 @@ def test_service_env(tmp_path: Path) -> None:
         loader["WAREHOUSE_DSN"] == f"postgresql://postgres@127.0.0.1:{c.postgres_port}/clickstream"
     )
     assert loader["LOADER_NOTIFICATIONS_TOPIC"] == "clickstream.s3-events"
-    assert set(SERVICE_MODULES) == {"ingest-api", "stream-processor", "warehouse-loader"}
+    assert set(SERVICE_MODULES) == {
+        "ingest-api",
+        "stream-processor",
+        "warehouse-loader",
+        "anomaly-detector",
+        "recommender",
+    }
 
 
 def test_prometheus_config_scrapes_services(tmp_path: Path) -> None:

@@ -130,6 +130,83 @@ the tag defaults to the chart's appVersion.
   value: {{ .Values.kafka.deadLetterTopic | quote }}
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- include "clickstream.kafkaSecurityEnv" . }}
+{{- end }}
+
+{{/*
+Kafka connection security (clickstream_common.kafka_security): protocol, SASL mechanism,
+credentials from a Secret (never inline), the CA bundle's path in the kafka-ca volume.
+*/}}
+{{- define "clickstream.kafkaSecurityEnv" -}}
+{{- $sec := .Values.kafka.security }}
+{{- $mechanism := $sec.sasl.mechanism }}
+- name: KAFKA_SECURITY_PROTOCOL
+  value: {{ $sec.protocol | quote }}
+{{- if hasPrefix "SASL_" $sec.protocol }}
+{{- if not $mechanism }}
+{{- fail (printf "kafka.security.sasl.mechanism is required with kafka.security.protocol=%s" $sec.protocol) }}
+{{- end }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ $mechanism | quote }}
+{{- if eq $mechanism "OAUTHBEARER" }}
+- name: KAFKA_AWS_REGION
+  value: {{ default .Values.s3.region $sec.sasl.awsRegion | quote }}
+{{- else }}
+- name: KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "kafka.security.sasl.existingSecret is required with mechanism %s: a Secret holding the Kafka user name and password" $mechanism) $sec.sasl.existingSecret | quote }}
+      key: {{ $sec.sasl.usernameKey | quote }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $sec.sasl.existingSecret | quote }}
+      key: {{ $sec.sasl.passwordKey | quote }}
+{{- end }}
+{{- else if $mechanism }}
+{{- fail (printf "kafka.security.sasl.mechanism=%s needs kafka.security.protocol SASL_SSL (or SASL_PLAINTEXT)" $mechanism) }}
+{{- end }}
+{{- if include "clickstream.kafkaCaVolumeSource" . }}
+- name: KAFKA_SSL_CAFILE
+  value: {{ printf "/etc/clickstream/kafka-ca/%s" $sec.tls.caKey | quote }}
+{{- end }}
+{{- if not $sec.tls.checkHostname }}
+- name: KAFKA_SSL_CHECK_HOSTNAME
+  value: "false"
+{{- end }}
+{{- end }}
+
+{{/* Volume source of the Kafka CA bundle (ConfigMap or Secret); empty when none is set. */}}
+{{- define "clickstream.kafkaCaVolumeSource" -}}
+{{- $tls := .Values.kafka.security.tls }}
+{{- if and $tls.caConfigMap $tls.caSecret }}
+{{- fail "set only one of kafka.security.tls.caConfigMap and kafka.security.tls.caSecret" }}
+{{- end }}
+{{- if $tls.caConfigMap }}
+configMap:
+  name: {{ $tls.caConfigMap | quote }}
+  items: [{key: {{ $tls.caKey | quote }}, path: {{ $tls.caKey | quote }}}]
+{{- else if $tls.caSecret }}
+secret:
+  secretName: {{ $tls.caSecret | quote }}
+  items: [{key: {{ $tls.caKey | quote }}, path: {{ $tls.caKey | quote }}}]
+{{- end }}
+{{- end }}
+
+{{/* Volumes every Kafka client pod adds: the CA bundle, when one is configured. */}}
+{{- define "clickstream.kafkaVolumes" -}}
+{{- with include "clickstream.kafkaCaVolumeSource" . }}
+- name: kafka-ca
+  {{- . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "clickstream.kafkaVolumeMounts" -}}
+{{- if include "clickstream.kafkaCaVolumeSource" . }}
+- name: kafka-ca
+  mountPath: /etc/clickstream/kafka-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/* S3 location and, when a Secret is named, static keys from it (never inline). */}}

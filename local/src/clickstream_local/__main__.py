@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -68,9 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=0.0, help="demo: stop after N seconds (0: at Ctrl-C)"
     )
+    parser.add_argument(
+        "--kafka-security",
+        choices=["PLAINTEXT", "SASL_SSL"],
+        default=None,
+        help="up/demo: SASL_SSL connects the services through the broker's TLS + SCRAM "
+        "listener (default: PLAINTEXT, or what the running stack uses)",
+    )
     args = parser.parse_args(argv)
 
-    stack = Stack(_config(args.state_dir), progress=lambda line: print(line, flush=True))
+    config = _config(args.state_dir)
+    if args.kafka_security:
+        config = dataclasses.replace(config, kafka_security=args.kafka_security)
+    stack = Stack(config, progress=lambda line: print(line, flush=True))
     if args.command == "up":
         try:
             stack.start(platform=True, services=args.services)

@@ -15,7 +15,14 @@ from typing import Any
 EVENTS_TOPIC = "clickstream.events"
 DEAD_LETTER_TOPIC = "clickstream.events.dlq"
 S3_EVENTS_TOPIC = "clickstream.s3-events"
-TOPIC_PARTITIONS: dict[str, int] = {EVENTS_TOPIC: 6, DEAD_LETTER_TOPIC: 3, S3_EVENTS_TOPIC: 3}
+ANOMALIES_TOPIC = "clickstream.anomalies"
+TOPIC_PARTITIONS: dict[str, int] = {
+    EVENTS_TOPIC: 6,
+    DEAD_LETTER_TOPIC: 3,
+    S3_EVENTS_TOPIC: 3,
+    ANOMALIES_TOPIC: 1,
+}
+RECOMMENDER_READ_KEY = "dev-read-key"
 BUCKET = "clickstream-lake"
 DATABASE = "clickstream"
 REGION = "us-east-1"
@@ -34,6 +41,11 @@ _PORT_FIELDS = (
     "ingest_port",
     "processor_metrics_port",
     "loader_metrics_port",
+    "redis_port",
+    "alertmanager_port",
+    "anomaly_metrics_port",
+    "recommender_port",
+    "kafka_secure_port",
 )
 
 
@@ -77,6 +89,16 @@ class StackConfig:
     ingest_port: int = 18080
     processor_metrics_port: int = 18091
     loader_metrics_port: int = 18092
+    redis_port: int = 16379
+    alertmanager_port: int = 19095
+    anomaly_metrics_port: int = 18093
+    recommender_port: int = 18094
+    # Where Alertmanager delivers (clickstream_local.alerting.AlertTargets fields).
+    alert_targets: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The broker's TLS + SASL/SCRAM listener (kafka_tls.py), used by the services when
+    # kafka_security is "SASL_SSL"; with "PLAINTEXT" (the default) it is not opened.
+    kafka_secure_port: int = 19094
+    kafka_security: str = "PLAINTEXT"
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
     # small, G1 ran concurrent cycles back to back under load and the produce latency tail grew.
     kafka_heap: str = "1g"
@@ -134,6 +156,10 @@ class StackConfig:
     @property
     def kafka_libs_dir(self) -> Path:
         return self.cache_dir / "kafka-libs"
+
+    @property
+    def kafka_secure(self) -> bool:
+        return self.kafka_security == "SASL_SSL"
 
     @property
     def spark_jars_dir(self) -> Path:

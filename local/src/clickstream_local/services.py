@@ -13,6 +13,7 @@ from clickstream_local.config import (
     DEV_SOURCE,
     DEV_WRITE_KEY,
     EVENTS_TOPIC,
+    RECOMMENDER_READ_KEY,
     REGION,
     S3_ACCESS_KEY,
     S3_EVENTS_TOPIC,
@@ -20,17 +21,22 @@ from clickstream_local.config import (
     StackConfig,
     repo_root,
 )
+from clickstream_local.kafka_tls import SecureListener
 from clickstream_local.supervisor import Supervisor
 
 SERVICE_MODULES: dict[str, str] = {
     "ingest-api": "ingest_api",
     "stream-processor": "stream_processor",
     "warehouse-loader": "warehouse_loader",
+    "anomaly-detector": "anomaly_detector",
+    "recommender": "recommender",
 }
 _NEEDS: dict[str, tuple[str, ...]] = {
     "ingest-api": ("kafka",),
     "stream-processor": ("kafka", "s3"),
     "warehouse-loader": ("kafka", "s3", "postgres"),
+    "anomaly-detector": ("kafka", "s3"),
+    "recommender": ("kafka", "redis"),
 }
 
 
@@ -66,6 +72,15 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
             # Spark otherwise binds its driver to the first non-loopback interface.
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
+    elif name == "anomaly-detector":
+        env |= {"ANOMALY_METRICS_PORT": str(config.anomaly_metrics_port)}
+    elif name == "recommender":
+        env |= {
+            "RECOMMENDER_HOST": "127.0.0.1",
+            "RECOMMENDER_PORT": str(config.recommender_port),
+            "RECOMMENDER_REDIS_URL": f"redis://127.0.0.1:{config.redis_port}/0",
+            "RECOMMENDER_READ_KEYS": json.dumps([RECOMMENDER_READ_KEY]),
+        }
     else:
         env |= {
             "WAREHOUSE_DSN": config.warehouse_dsn,
@@ -73,6 +88,11 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
             "LOADER_CONSUMER_GROUP": "warehouse-loader",
             "LOADER_METRICS_PORT": str(config.loader_metrics_port),
         }
+    if config.kafka_secure:
+        # Every service connects through the TLS + SCRAM listener only.
+        env |= SecureListener(
+            config.conf_dir / "kafka" / "tls", config.kafka_secure_port
+        ).client_env()
     return env | config.service_env.get(name, {})
 
 
@@ -93,6 +113,8 @@ class Service(Component):
             "ingest-api": f"{c.ingest_url}/healthz",
             "stream-processor": f"http://127.0.0.1:{c.processor_metrics_port}/metrics",
             "warehouse-loader": f"http://127.0.0.1:{c.loader_metrics_port}/healthz",
+            "anomaly-detector": f"http://127.0.0.1:{c.anomaly_metrics_port}/healthz",
+            "recommender": f"http://127.0.0.1:{c.recommender_port}/healthz",
         }[self.name]
 
     def command(self) -> list[str]:

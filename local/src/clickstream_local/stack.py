@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 
+from clickstream_local.alerting import Alertmanager, Redis
 from clickstream_local.components import S3, Component, Kafka, Postgres, Prometheus
 from clickstream_local.config import (
     BUCKET,
@@ -21,7 +22,7 @@ from clickstream_local.supervisor import ReadinessError, Supervisor
 
 # Start order. Slow parts come first so they boot while the next ones are set up; s3 comes
 # after kafka is ready because versitygw exits when it cannot send its test event.
-PLATFORM = ("kafka", "postgres", "prometheus", "s3")
+PLATFORM = ("kafka", "postgres", "prometheus", "s3", "redis", "alertmanager")
 SERVICES = tuple(SERVICE_MODULES)
 
 
@@ -60,6 +61,8 @@ class Stack:
             Postgres(config, self.supervisor),
             Prometheus(config, self.supervisor),
             S3(config, self.supervisor),
+            Redis(config, self.supervisor),
+            Alertmanager(config, self.supervisor),
         ]
         parts += [Service(name, config, self.supervisor) for name in SERVICES]
         self.components: dict[str, Component] = {c.name: c for c in parts}

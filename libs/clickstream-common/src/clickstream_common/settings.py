@@ -5,8 +5,12 @@ from __future__ import annotations
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clickstream_common.kafka_security import KafkaSecuritySettings
 
-class CommonSettings(BaseSettings):
+
+class CommonSettings(KafkaSecuritySettings):
+    """Kafka (address, topics, connection security) and logging, shared by every service."""
+
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"

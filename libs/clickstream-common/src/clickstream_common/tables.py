@@ -192,6 +192,28 @@ SESSIONS = TableSpec(
     time_column="session_start",
 )
 
+ANOMALIES = TableSpec(
+    name="anomalies",
+    columns=(
+        *_WINDOW,
+        # e.g. events:checkout:web, conversion:purchase_per_product_view, revenue
+        Column("series", LogicalType.STRING, nullable=False),
+        Column("observed", LogicalType.DOUBLE, nullable=False),
+        Column("expected", LogicalType.DOUBLE, nullable=False),
+        Column("expected_low", LogicalType.DOUBLE, nullable=False),
+        Column("expected_high", LogicalType.DOUBLE, nullable=False),
+        Column("score", LogicalType.DOUBLE, nullable=False),  # signed; |score| >= threshold
+        Column("model", LogicalType.STRING, nullable=False),
+        Column("detected_at", LogicalType.TIMESTAMP, nullable=False),
+        BATCH_ID,
+    ),
+    # Written by the anomaly detector (not Spark) through clickstream_common.lake_writer; a
+    # bucket scored again after a restart replaces its row.
+    key=("series", "window_start"),
+    merge=MergeMode.UPSERT_LATEST,
+    sort_key="window_start",
+)
+
 TABLES: dict[str, TableSpec] = {
     t.name: t
     for t in (
@@ -201,6 +223,7 @@ TABLES: dict[str, TableSpec] = {
         PAGE_VIEWS_MINUTE,
         PRODUCT_STATS_MINUTE,
         SESSIONS,
+        ANOMALIES,
     )
 }
 """Every processed data set, by name; each is one warehouse table of the same name."""

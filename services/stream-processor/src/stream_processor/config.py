@@ -41,3 +41,6 @@ class Settings(CommonSettings, S3Settings):
     # The driver's own pod: executors get it as owner and go when it goes.
     processor_driver_pod_name: str = ""
     processor_executor_pod_template: str = ""
+    # Any Spark setting (JSON object of strings), applied last over the job's own settings;
+    # the chart's streamProcessor.sparkConf.
+    processor_spark_conf: dict[str, str] = {}

@@ -25,11 +25,13 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from clickstream_common.kafka_security import spark_kafka_options
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
 from stream_processor import metrics, transforms
 from stream_processor.config import Settings
+from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.live_figures import LiveFigures
 from stream_processor.session import build_session
 from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
@@ -55,6 +57,7 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("startingOffsets", settings.processor_starting_offsets)
         .option("maxOffsetsPerTrigger", settings.processor_max_offsets_per_trigger)
         .option("failOnDataLoss", "true")
+        .options(**spark_kafka_options(settings))
         .load()
     )
 
@@ -184,13 +187,14 @@ def run() -> None:
     spark = build_session(settings, POOL_WEIGHTS)
     spark.streams.addListener(metrics.PrometheusListener())
     writer = LakeWriter(s3_client(settings), settings.s3_bucket)
-    queries = start_queries(spark, settings, writer)
+    queries: list[StreamingQuery] = []
+    # Up (not ready) before Kafka is: a broker that refuses the credentials keeps the probe
+    # at 503 with the reason in the log, rather than failing queries and restarting.
     probe = ProbeServer(
         settings.processor_metrics_host,
         settings.processor_metrics_port,
-        ready=lambda: all(q.isActive for q in queries),
+        ready=lambda: bool(queries) and all(q.isActive for q in queries),
     ).start()
-    log.info("streaming queries started", extra={"queries": [q.name for q in queries]})
 
     stopping = threading.Event()
 
@@ -200,6 +204,9 @@ def run() -> None:
     handler: Callable[[int, FrameType | None], None] = stop
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    if wait_for_kafka(spark, settings, stopping):
+        queries += start_queries(spark, settings, writer)
+        log.info("streaming queries started", extra={"queries": [q.name for q in queries]})
     try:
         while not stopping.is_set():
             for query in queries:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import (
+    ANOMALIES,
     EVENTS,
     PRODUCT_STATS_MINUTE,
     SESSIONS,
@@ -421,4 +422,7 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
         *(_postgres_indexes() if dialect is Dialect.POSTGRES else []),
         *bi_views(dialect),
     ]
-    return [(1, v1), (2, v2)]
+    # Tables added after v1 (v1 creates every table of TABLES on a new warehouse; these
+    # reach warehouses created before them).
+    v3 = [create_table_sql(ANOMALIES, dialect, quote_reserved=True)]
+    return [(1, v1), (2, v2), (3, v3)]
