@@ -48,7 +48,7 @@ Handler = Callable[["Collector", Request], Awaitable[Response]]
 class Route:
     """A path the core serves, the methods it answers and the handler that does."""
 
-    path: str  # exact, or with `{name}` segments (matched by `Collector.route_of`)
+    path: str  # exact, or with `{name}` segments (matched by `Collector.routes_of`)
     methods: tuple[str, ...]
     handler: Handler
 
@@ -77,11 +77,15 @@ class Collector:
             routes = ROUTES
         self.settings = settings
         self.publisher = publisher
-        routes = tuple(routes)
-        self.routes = {route.path: route for route in routes if "{" not in route.path}
+        # path -> method -> route: one path may have a handler per method.
+        by_path: dict[str, dict[str, Route]] = {}
+        for route in routes:
+            for method in route.methods:
+                by_path.setdefault(route.path, {})[method] = route
+        self.routes = {path: r for path, r in by_path.items() if "{" not in path}
         # Paths that name a write key (`/snowplow/{write_key}/i`): tried after the exact ones.
         self.templates = tuple(
-            (path_pattern(route.path), route) for route in routes if "{" in route.path
+            (path_pattern(path), r) for path, r in by_path.items() if "{" in path
         )
         self.clock = clock
         self.limiter = RateLimiter()
@@ -107,20 +111,22 @@ class Collector:
 
     # --- the entry point -----------------------------------------------------------------
 
-    def route_of(self, path: str) -> Route | None:
-        route = self.routes.get(path)
-        if route is None:
+    def routes_of(self, path: str) -> dict[str, Route] | None:
+        """The routes serving a path, by method: exact paths first, then templates."""
+        by_method = self.routes.get(path)
+        if by_method is None:
             for pattern, candidate in self.templates:
                 if pattern.match(path):
                     return candidate
-        return route
+        return by_method
 
     async def handle(self, request: Request) -> Response:
-        route = self.route_of(request.path)
-        if route is None:
+        by_method = self.routes_of(request.path)
+        if by_method is None:
             return json_response(404, error_body("http_404", "Not Found"))
-        if request.method not in route.methods:
-            allow = ", ".join(route.methods)
+        route = by_method.get(request.method)
+        if route is None:
+            allow = ", ".join(by_method)
             return json_response(
                 405, error_body("http_405", "Method Not Allowed"), headers=[("allow", allow)]
             )
