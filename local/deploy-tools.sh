@@ -10,7 +10,8 @@
 #
 # Sources: helm from the Go module proxy (`go install`), the prometheus-operator CRDs and the
 # skaffold JSON schema from those projects' module sources (`go mod download`), promtool from
-# Debian's `prometheus` package, checkov from PyPI. Nothing else is downloaded.
+# Debian's `prometheus` package, checkov from PyPI, and the Kubernetes control plane of the
+# cluster tests (local/kubernetes/control-plane.sh, Go module proxy). Nothing else is downloaded.
 set -euo pipefail
 
 HELM_VERSION="v3.22.0"
@@ -36,7 +37,8 @@ log() { printf '[deploy-tools] %s\n' "$*" >&2; }
 
 CRDS=(monitoring.coreos.com_servicemonitors.yaml
       monitoring.coreos.com_podmonitors.yaml
-      monitoring.coreos.com_prometheusrules.yaml)
+      monitoring.coreos.com_prometheusrules.yaml
+      monitoring.coreos.com_alertmanagerconfigs.yaml)
 
 missing() {
   local m=()
@@ -45,6 +47,7 @@ missing() {
   checkov_ok || m+=("checkov $CHECKOV_VERSION")
   crds_ok || m+=("prometheus-operator $PROMETHEUS_OPERATOR_VERSION CRDs")
   [[ -s "$SCHEMA_DIR/skaffold-$SKAFFOLD_SCHEMA_VERSION.json" ]] || m+=("skaffold schema $SKAFFOLD_SCHEMA_VERSION")
+  bash "$REPO/local/kubernetes/control-plane.sh" check 2>/dev/null || m+=("Kubernetes control plane")
   printf '%s\n' "${m[@]+"${m[@]}"}"
 }
 
@@ -163,6 +166,9 @@ case "${1:-install}" in
     install_skaffold_schema
     install_promtool
     install_checkov
+    # kube-apiserver & co.: ~6 min and ~2 GB the first time, seconds of linking with a warm
+    # Go build cache (a fresh clone on the same machine or a CI runner keeping ~/.cache/go-build).
+    bash "$REPO/local/kubernetes/control-plane.sh"
     m="$(missing)"
     if [[ -n "$m" ]]; then log "still missing:"; sed 's/^/  /' <<<"$m" >&2; exit 1; fi
     log "deploy tools ready in $STATE"

@@ -155,6 +155,8 @@ def pod_specs(rendered: Rendered) -> Iterator[tuple[str, dict[str, Any], dict[st
         for doc in rendered.of_kind(kind):
             tpl = doc["spec"]["template"]
             yield f"{kind}/{doc['metadata']['name']}", tpl["metadata"], tpl["spec"]
+    for doc in rendered.of_kind("Pod"):  # the `helm test` hook
+        yield f"Pod/{doc['metadata']['name']}", doc["metadata"], doc["spec"]
     pod = rendered.executor_pod_template()
     if pod is not None:
         yield "executor-pod-template", pod["metadata"], pod["spec"]
@@ -174,5 +176,10 @@ def contract_metric_names() -> set[str]:
     names: set[str] = set()
     for doc in ("contracts.md", "kubernetes.md"):
         text = (REPO / "docs" / doc).read_text()
-        names |= set(re.findall(r"`((?:ingest|processor|loader)_[a-z0-9_]+)(?:\{[^`]*\})?`", text))
+        names |= set(
+            re.findall(
+                r"`((?:ingest|processor|loader|anomaly|recommender)_[a-z0-9_]+)(?:\{[^`]*\})?`",
+                text,
+            )
+        )
     return names

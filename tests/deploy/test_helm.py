@@ -22,7 +22,7 @@ from deployhelpers import (
     require_module,
 )
 
-MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule", "AlertmanagerConfig")
 
 
 def test_scenarios_exist() -> None:
@@ -133,12 +133,22 @@ def test_monitoring_covers_every_service(scenario: str) -> None:
         monitors = rendered.of_kind(kind)
         if monitors:
             components = {m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors}
-            assert components == {"ingest-api", "stream-processor", "warehouse-loader"}
+            # Every workload the scenario deploys (the recommender and the anomaly detector
+            # are optional).
+            workloads = {
+                w["metadata"]["labels"]["app.kubernetes.io/component"]
+                for k in ("Deployment", "StatefulSet")
+                for w in rendered.of_kind(k)
+            }
+            assert {"ingest-api", "stream-processor", "warehouse-loader"} <= components
+            assert components == workloads
 
 
 def test_prometheusrule_embeds_the_rules_file(yaml_mod: Any) -> None:
+    """The rules file as it is, with each selector scoped to the release's namespace."""
     rule = render("monitoring-enabled-values").of_kind("PrometheusRule")[0]
-    assert rule["spec"] == yaml_mod.safe_load(RULES_FILE.read_text())
+    scoped = RULES_FILE.read_text().replace("{job=", '{namespace="clickstream", job=')
+    assert rule["spec"] == yaml_mod.safe_load(scoped)
 
 
 def test_dashboard_configmaps_embed_the_json_files() -> None:
@@ -276,3 +286,20 @@ def test_notes_show_how_to_reach_the_api_and_metrics(scenario: str, tmp_path: Pa
     for metrics in ("grep '^ingest_'", "grep '^processor_'", "grep '^loader_'"):
         assert metrics in notes
     assert "port-forward" in notes
+
+
+def test_chart_readme_is_generated_from_the_values() -> None:
+    """helm/clickstream/README.md is exactly what chart_readme.py makes of values.yaml."""
+    import chart_readme
+
+    assert chart_readme.README.read_text() == chart_readme.generate(), (
+        "helm/clickstream/README.md is out of date: run python tests/deploy/chart_readme.py --write"
+    )
+    keys = dict(chart_readme.documented_keys((CHART / "values.yaml").read_text()))
+    for key in (
+        "kafka.security.sasl.mechanism",
+        "ingestApi.ingress.tls",
+        "streamProcessor.sparkConf",
+    ):
+        assert keys[key], key
+    assert "## Upgrade notes" in chart_readme.README.read_text()

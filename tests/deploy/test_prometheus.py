@@ -15,6 +15,7 @@ from deployhelpers import (
     RULES_FILE,
     contract_metric_names,
     find_tool,
+    render,
     run,
 )
 
@@ -28,6 +29,7 @@ PROMQL_WORDS = {
     "irate",
     "increase",
     "histogram_quantile",
+    "max_over_time",
     "max",
     "min",
     "avg",
@@ -172,9 +174,42 @@ def test_only_contract_metrics_are_queried(yaml_mod: Any) -> None:
     assert not unknown, f"metrics in neither docs/contracts.md nor docs/kubernetes.md: {unknown}"
 
 
-def test_rules_do_not_depend_on_scrape_labels(yaml_mod: Any) -> None:
+JOBS = {"ingest": "ingest-api", "processor": "stream-processor", "loader": "warehouse-loader"}
+SELECTOR = re.compile(r"\b((?:ingest|processor|loader)_[a-z0-9_]+|up)(\{[^}]*\})?")
+
+
+def test_every_selector_names_its_job_first(yaml_mod: Any) -> None:
+    """The chart scopes the rules to its namespace by prefixing each `{job=` matcher, so every
+    selector must start with the job of the service that exposes the metric."""
     for name, expr in rule_exprs(yaml_mod):
-        assert not re.search(r"\b(job|namespace|pod|instance)\s*=", expr), name
+        for metric, labels in SELECTOR.findall(expr):
+            assert labels.startswith('{job="') or labels.startswith('{job=~"'), (name, metric)
+            if metric != "up":
+                assert labels.startswith(f'{{job="{JOBS[metric.split("_")[0]]}"'), (name, metric)
+        assert not re.search(r"\b(namespace|pod|instance)\s*=", expr), name
+
+
+def test_every_alert_has_a_runbook_section(yaml_mod: Any, repo: Path) -> None:
+    runbooks = (repo / "docs" / "runbooks.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^## (.+)$", runbooks, flags=re.M)
+    }
+    doc = yaml_mod.safe_load(RULES_FILE.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            url = rule["annotations"]["runbook_url"]
+            prefix = "https://github.com/clickstream/clickstream/blob/main/docs/runbooks.md#"
+            assert url == prefix + rule["alert"].lower(), rule["alert"]
+            assert rule["alert"].lower() in anchors, f"docs/runbooks.md: no section {rule['alert']}"
+
+
+def test_chart_scopes_every_selector_to_the_release_namespace(yaml_mod: Any) -> None:
+    rule = render("monitoring-enabled-values").of_kind("PrometheusRule")[0]
+    for group in rule["spec"]["groups"]:
+        for r in group["rules"]:
+            for _metric, labels in SELECTOR.findall(r["expr"]):
+                assert labels.startswith('{namespace="clickstream", job='), (r["alert"], labels)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)

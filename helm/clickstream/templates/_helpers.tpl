@@ -120,16 +120,100 @@ the tag defaults to the chart's appVersion.
 {{- required "kafka.bootstrapServers is required: the Kafka bootstrap servers (MSK, Strimzi or any Kafka)" .Values.kafka.bootstrapServers }}
 {{- end }}
 
+{{/* Kafka is needed unless the bus is Kinesis and the loader reads its notifications from SQS. */}}
+{{- define "clickstream.needsKafka" -}}
+{{- if or (ne .Values.bus "kinesis") (and .Values.warehouseLoader.enabled (eq .Values.warehouseLoader.notifications.source "kafka")) }}true{{ end }}
+{{- end }}
+
 {{/* Environment shared by every service: Kafka and logging. */}}
 {{- define "clickstream.commonEnv" -}}
+{{- if or (include "clickstream.needsKafka" .) .Values.kafka.bootstrapServers }}
 - name: KAFKA_BOOTSTRAP_SERVERS
   value: {{ include "clickstream.kafkaBootstrapServers" . | quote }}
+{{- end }}
 - name: KAFKA_EVENTS_TOPIC
   value: {{ .Values.kafka.eventsTopic | quote }}
 - name: KAFKA_DEAD_LETTER_TOPIC
   value: {{ .Values.kafka.deadLetterTopic | quote }}
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- include "clickstream.kafkaSecurityEnv" . }}
+{{- end }}
+
+{{/*
+Kafka connection security (clickstream_common.kafka_security): protocol, SASL mechanism,
+credentials from a Secret (never inline), the CA bundle's path in the kafka-ca volume.
+*/}}
+{{- define "clickstream.kafkaSecurityEnv" -}}
+{{- $sec := .Values.kafka.security }}
+{{- $mechanism := $sec.sasl.mechanism }}
+- name: KAFKA_SECURITY_PROTOCOL
+  value: {{ $sec.protocol | quote }}
+{{- if hasPrefix "SASL_" $sec.protocol }}
+{{- if not $mechanism }}
+{{- fail (printf "kafka.security.sasl.mechanism is required with kafka.security.protocol=%s" $sec.protocol) }}
+{{- end }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ $mechanism | quote }}
+{{- if eq $mechanism "OAUTHBEARER" }}
+- name: KAFKA_AWS_REGION
+  value: {{ default .Values.s3.region $sec.sasl.awsRegion | quote }}
+{{- else }}
+- name: KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "kafka.security.sasl.existingSecret is required with mechanism %s: a Secret holding the Kafka user name and password" $mechanism) $sec.sasl.existingSecret | quote }}
+      key: {{ $sec.sasl.usernameKey | quote }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $sec.sasl.existingSecret | quote }}
+      key: {{ $sec.sasl.passwordKey | quote }}
+{{- end }}
+{{- else if $mechanism }}
+{{- fail (printf "kafka.security.sasl.mechanism=%s needs kafka.security.protocol SASL_SSL (or SASL_PLAINTEXT)" $mechanism) }}
+{{- end }}
+{{- if include "clickstream.kafkaCaVolumeSource" . }}
+- name: KAFKA_SSL_CAFILE
+  value: {{ printf "/etc/clickstream/kafka-ca/%s" $sec.tls.caKey | quote }}
+{{- end }}
+{{- if not $sec.tls.checkHostname }}
+- name: KAFKA_SSL_CHECK_HOSTNAME
+  value: "false"
+{{- end }}
+{{- end }}
+
+{{/* Volume source of the Kafka CA bundle (ConfigMap or Secret); empty when none is set. */}}
+{{- define "clickstream.kafkaCaVolumeSource" -}}
+{{- $tls := .Values.kafka.security.tls }}
+{{- if and $tls.caConfigMap $tls.caSecret }}
+{{- fail "set only one of kafka.security.tls.caConfigMap and kafka.security.tls.caSecret" }}
+{{- end }}
+{{- if $tls.caConfigMap }}
+configMap:
+  name: {{ $tls.caConfigMap | quote }}
+  items: [{key: {{ $tls.caKey | quote }}, path: {{ $tls.caKey | quote }}}]
+{{- else if $tls.caSecret }}
+secret:
+  secretName: {{ $tls.caSecret | quote }}
+  items: [{key: {{ $tls.caKey | quote }}, path: {{ $tls.caKey | quote }}}]
+{{- end }}
+{{- end }}
+
+{{/* Volumes every Kafka client pod adds: the CA bundle, when one is configured. */}}
+{{- define "clickstream.kafkaVolumes" -}}
+{{- with include "clickstream.kafkaCaVolumeSource" . }}
+- name: kafka-ca
+  {{- . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "clickstream.kafkaVolumeMounts" -}}
+{{- if include "clickstream.kafkaCaVolumeSource" . }}
+- name: kafka-ca
+  mountPath: /etc/clickstream/kafka-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/* S3 location and, when a Secret is named, static keys from it (never inline). */}}
@@ -209,4 +293,26 @@ policyTypes:
   {{- if .Values.networkPolicy.egress.enabled }}
   - Egress
   {{- end }}
+{{- end }}
+
+{{/* The event bus of the collector (setting INGEST_SINK) or the processor (PROCESSOR_SOURCE),
+and the Kinesis stream when the bus is kinesis. Call with (dict "root" . "setting" NAME). */}}
+{{- define "clickstream.busEnv" -}}
+{{- $v := .root.Values }}
+- name: {{ .setting }}
+  value: {{ $v.bus | quote }}
+{{- if eq $v.bus "kinesis" }}
+- name: KINESIS_STREAM_NAME
+  value: {{ required "kinesis.streamName is required when bus is kinesis" $v.kinesis.streamName | quote }}
+{{- if and (eq .setting "INGEST_SINK") $v.kinesis.deadLetterStreamName }}
+- name: KINESIS_DEAD_LETTER_STREAM_NAME
+  value: {{ $v.kinesis.deadLetterStreamName | quote }}
+{{- end }}
+- name: KINESIS_REGION
+  value: {{ default $v.s3.region $v.kinesis.region | quote }}
+{{- with $v.kinesis.endpointUrl }}
+- name: KINESIS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}

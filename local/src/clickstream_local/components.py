@@ -32,6 +32,7 @@ from clickstream_local.config import (
     repo_root,
 )
 from clickstream_local.kafka_admin import broker_ready, ensure_topics
+from clickstream_local.kafka_tls import LISTENER, SecureListener
 from clickstream_local.supervisor import ReadinessError, Supervisor, proc_stat, wait_until
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -177,6 +178,12 @@ class Kafka(Component):
     def data_dir(self) -> Path:
         return self.config.data_dir / "kafka"
 
+    @property
+    def secure_listener(self) -> SecureListener | None:
+        if not self.config.kafka_secure:
+            return None
+        return SecureListener(self.conf_dir / "tls", self.config.kafka_secure_port)
+
     def _classpath(self) -> str:
         libs = self.config.kafka_libs_dir
         if not any(libs.glob("kafka_2.13-*.jar")):
@@ -213,6 +220,12 @@ class Kafka(Component):
             "num.io.threads": "4",
             "log.retention.hours": "168",
         }
+        if (secure := self.secure_listener) is not None:
+            listener = f"{LISTENER}://{host}:{c.kafka_secure_port}"
+            props["listeners"] += f",{listener}"
+            props["advertised.listeners"] += f",{listener}"
+            props["listener.security.protocol.map"] += f",{LISTENER}:SASL_SSL"
+            props |= secure.broker_properties()
         lines = ["# Written by clickstream_local; regenerated on every start."]
         lines += [f"{k}={v}" for k, v in props.items()]
         return "\n".join(lines) + "\n"
@@ -220,6 +233,8 @@ class Kafka(Component):
     def prepare(self) -> None:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if (secure := self.secure_listener) is not None:
+            secure.prepare()
         (self.conf_dir / "server.properties").write_text(self._properties())
         (self.conf_dir / "log4j2.xml").write_text(_KAFKA_LOG4J2)
         if (self.data_dir / "meta.properties").is_file():
@@ -272,6 +287,14 @@ class Kafka(Component):
         created = [n for n, r in result.items() if r == "created"]
         odd = [f"{n} {r}" for n, r in result.items() if r not in ("created", "exists")]
         note = f"topics: {len(created)} created, {len(result) - len(created)} existed"
+        if (secure := self.secure_listener) is not None:
+            argv = secure.scram_user_command(
+                _java(), self._classpath(), self.config.kafka_bootstrap
+            )
+            out = subprocess.run(argv, capture_output=True, text=True, env=child_env(), check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"kafka: creating the SCRAM user failed:\n{out.stderr}")
+            note += f"; SASL_SSL listener on {secure.bootstrap}"
         return note + ("; WARNING " + "; ".join(odd) if odd else "")
 
 
@@ -518,6 +541,9 @@ class Prometheus(Component):
             ("ingest-api", c.ingest_port),
             ("stream-processor", c.processor_metrics_port),
             ("warehouse-loader", c.loader_metrics_port),
+            ("anomaly-detector", c.anomaly_metrics_port),
+            ("recommender", c.recommender_port),
+            ("alertmanager", c.alertmanager_port),
             ("correction", c.correction_metrics_port),
         ]
         lines = [
@@ -525,6 +551,12 @@ class Prometheus(Component):
             "global:",
             "  scrape_interval: 2s",
             "  evaluation_interval: 2s",
+        ]
+        lines += [
+            "alerting:",
+            "  alertmanagers:",
+            "    - static_configs:",
+            f'        - targets: ["127.0.0.1:{c.alertmanager_port}"]',
         ]
         rules = prometheus_rule_files()
         if rules:

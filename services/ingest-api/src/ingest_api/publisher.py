@@ -12,14 +12,15 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from clickstream_common.kafka_security import aiokafka_options
 from ingest_api import metrics
 
 if TYPE_CHECKING:
@@ -84,8 +85,11 @@ class KafkaPublisher:
         dead_letter_topic: str,
         linger_ms: int = 0,
         check_interval_seconds: float = 2.0,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        # Connection security (TLS, SASL): clickstream_common.kafka_security.aiokafka_options.
+        self.client_options = dict(client_options or {})
         self.events_topic = events_topic
         self.dead_letter_topic = dead_letter_topic
         self.timeout_seconds = timeout_seconds
@@ -109,6 +113,7 @@ class KafkaPublisher:
             request_timeout_ms=max(1000, int(self.timeout_seconds * 1000)),
             client_id="ingest-api",
             partitioner=partition_for,
+            **self.client_options,
         )
 
     def _set_ready(self, ready: bool) -> None:
@@ -243,11 +248,17 @@ def _consume(future: asyncio.Future[object]) -> None:
 
 
 def publisher_from_settings(settings: Settings) -> Publisher:
-    """The bus the settings name (Kafka is the only one so far)."""
+    """The bus the settings name: Kafka, or Kinesis (INGEST_SINK=kinesis; docs/aws.md)."""
+    if settings.ingest_sink == "kinesis":
+        from clickstream_common.settings import KinesisSettings
+        from ingest_api.kinesis_publisher import KinesisPublisher  # the AWS SDK only if used
+
+        return KinesisPublisher(KinesisSettings(), settings.ingest_publish_timeout_seconds)
     return KafkaPublisher(
         settings.kafka_bootstrap_servers,
         settings.ingest_publish_timeout_seconds,
         settings.kafka_events_topic,
         settings.kafka_dead_letter_topic,
         linger_ms=settings.ingest_kafka_linger_ms,
+        client_options=aiokafka_options(settings),
     )

@@ -93,6 +93,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
                 "spark.driver.bindAddress": "0.0.0.0",  # noqa: S104  # executors connect in
                 "spark.driver.port": str(settings.processor_driver_port),
                 "spark.driver.blockManager.port": str(settings.processor_block_manager_port),
+                # Driver and executors authenticate each other with a secret Spark generates
+                # per application (handed to the executors in their pod spec), and encrypt
+                # their RPC with it: other pods of the cluster cannot join or listen in.
+                "spark.authenticate": "true",
+                "spark.network.crypto.enabled": "true",
             }
         )
         # The chart owns the driver's headless Service.
@@ -108,7 +113,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             conf["spark.kubernetes.executor.podTemplateFile"] = (
                 settings.processor_executor_pod_template
             )
-    return conf
+    return conf | settings.processor_spark_conf
 
 
 def fair_scheduler_pools(weights: Mapping[str, int]) -> str:

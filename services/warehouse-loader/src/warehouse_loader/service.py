@@ -8,6 +8,7 @@ no-op. A periodic reconciliation sweep loads committed batches whose notificatio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import signal
@@ -42,7 +43,7 @@ from warehouse_loader.reconcile import (
     notice_for,
     unrecorded,
 )
-from warehouse_loader.sources import Delivery, make_source
+from warehouse_loader.sources import Delivery, Source, make_source
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +224,38 @@ class LoaderService:
             notices.extend(delivery.notices)
         return unique_notices(notices)
 
+    async def _start_with_retry(self, source: Source) -> None:
+        """Wrong credentials or an unreachable source keep the loader up and not ready, with
+        the reason in the log, instead of a restart loop."""
+        delay = 0.5
+        while True:
+            try:
+                await source.start()
+                return
+            except Exception as exc:
+                log.error(
+                    "notification source unavailable, retrying",
+                    extra={
+                        "error": repr(exc),
+                        "source": self.settings.loader_notifications_source.value,
+                        "kafka_security": self.settings.describe(),
+                        "delay": delay,
+                    },
+                )
+                with contextlib.suppress(Exception):
+                    await source.stop()
+            delay = await asyncio.to_thread(self._backoff, delay)
+
     async def run(self) -> None:
         try:
             await asyncio.to_thread(self.connect_with_retry)
         except Stopping:
             return
         source = make_source(self.settings)
-        await source.start()
+        try:
+            await self._start_with_retry(source)
+        except Stopping:
+            return
         self._set_ready(True)
         interval = self.settings.loader_reconcile_interval_seconds
         next_sweep = time.monotonic() if interval > 0 else math.inf

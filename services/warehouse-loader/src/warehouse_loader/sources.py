@@ -17,6 +17,7 @@ import boto3
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from clickstream_common.kafka_security import aiokafka_options
 from warehouse_loader.config import NotificationSource, Settings
 from warehouse_loader.notifications import MarkerNotice, markers_in
 
@@ -58,6 +59,7 @@ class KafkaSource:
             auto_offset_reset="earliest",
             # A load waiting out a warehouse outage must not cost the partitions.
             max_poll_interval_ms=30 * 60 * 1000,
+            **aiokafka_options(self.settings),
         )
         await self.consumer.start()
 
