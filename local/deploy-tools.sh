@@ -37,7 +37,8 @@ log() { printf '[deploy-tools] %s\n' "$*" >&2; }
 
 CRDS=(monitoring.coreos.com_servicemonitors.yaml
       monitoring.coreos.com_podmonitors.yaml
-      monitoring.coreos.com_prometheusrules.yaml)
+      monitoring.coreos.com_prometheusrules.yaml
+      monitoring.coreos.com_alertmanagerconfigs.yaml)
 
 missing() {
   local m=()

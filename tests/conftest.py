@@ -80,11 +80,13 @@ def _stop(stack: Stack, state: Path) -> None:
 
 @pytest.fixture(scope="session")
 def running_stack() -> Iterator[RunningStack]:
-    """The platform and the three services, started once per session, stopped at the end.
+    """The platform and the five services, started once per session, stopped at the end.
 
     Shared by every test that uses it: never stop or disturb its parts.
     """
-    stack, state = _new_stack(("ingest-api", "stream-processor", "warehouse-loader"))
+    stack, state = _new_stack(
+        ("ingest-api", "stream-processor", "warehouse-loader", "recommender", "anomaly-detector")
+    )
     try:
         yield RunningStack(stack, stack.connection_info())
     finally:
@@ -100,7 +102,7 @@ def stack_factory() -> Iterator[StackFactory]:
 
     `stack_factory(services=("ingest-api",), env={"ingest-api": {"NAME": "value"}})` starts
     the whole platform plus the named services on new free ports; other keyword arguments
-    are StackConfig fields (e.g. `kafka_security="SASL_SSL"`).
+    are StackConfig fields (e.g. `kafka_security="SASL_SSL"`, `alert_targets`).
     """
     started: list[tuple[Stack, Path]] = []
 
@@ -118,6 +120,33 @@ def stack_factory() -> Iterator[StackFactory]:
     finally:
         for stack, state in started:
             _stop(stack, state)
+
+
+def send_closed_range(
+    info: ConnectionInfo, start: Any, end: Any, count: int, seed: int
+) -> tuple[list[dict[str, Any]], Any]:
+    """`count` simulated events in [start, end) over HTTP, then a few of "now" that move the
+    watermark past the range (its windows and sessions close); every one must be accepted.
+    Returns the range's events and the delivery stats (which hold every accepted event)."""
+    from datetime import UTC, datetime, timedelta
+
+    from clickstream_simulator.generator import ClickstreamGenerator
+    from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
+
+    events = ClickstreamGenerator(seed=seed).events_between(start, end, count)
+    closing = ClickstreamGenerator(seed=seed + 1).events_between(
+        datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=1), 20
+    )
+    stats = DeliveryStats()
+    sender = HttpSender(info.ingest_url, info.write_key)
+    try:
+        for batch in batched(events, 100):
+            sender.send(batch, stats)
+        sender.send(closing, stats)
+    finally:
+        sender.close()
+    assert stats.rejected == 0 and stats.accepted == len(events) + len(closing)
+    return events, stats
 
 
 @pytest.fixture(scope="session")
@@ -185,4 +214,21 @@ def live_pipeline(running_stack: RunningStack) -> RunningStack:
         return bool(rows) and bool(moved)
 
     wait_for(loaded_and_scraped, timeout=180, interval=2, what="the loader's rows in Prometheus")
+
+    # The recommendations API answers (its latency and answer panels need requests).
+    from clickstream_local.config import RECOMMENDER_READ_KEY
+
+    recommender = f"http://127.0.0.1:{running_stack.stack.config.recommender_port}"
+    auth = {"Authorization": f"Bearer {RECOMMENDER_READ_KEY}"}
+    for path in ("/trending", "/users/U000001", "/products/P00001/similar"):
+        httpx.get(f"{recommender}/v1/recommendations{path}", headers=auth, timeout=5)
+    wait_for(
+        lambda: (
+            prometheus_value("sum(recommender_http_requests_total)")
+            and prometheus_value("sum(anomaly_buckets_closed_total)")
+        ),
+        timeout=180,
+        interval=2,
+        what="the recommender's and the anomaly detector's metrics in Prometheus",
+    )
     return running_stack

@@ -17,9 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from clickstream_local.config import TOPIC_PARTITIONS
-from clickstream_simulator.generator import ClickstreamGenerator
-from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
-from tests.conftest import StackFactory, wait_for
+from tests.conftest import StackFactory, send_closed_range, wait_for
 
 pytestmark = pytest.mark.platform
 
@@ -127,15 +125,21 @@ async def loader_lag(bootstrap: str) -> int:
 
 # SASL_SSL: every service connects through the broker's TLS + SCRAM-SHA-512 listener only
 # (clickstream_local.kafka_tls), as to a managed Kafka; the test's own Kafka checks below use
-# the broker's plaintext listener.
-@pytest.mark.parametrize("kafka_security", ["PLAINTEXT", "SASL_SSL"])
+# the broker's plaintext listener. kinesis: Kinesis (kinesis-local) is the bus between the
+# collector and the processor; the lake's notifications still reach the loader over Kafka
+# (versitygw sends them there).
+@pytest.mark.parametrize(
+    ("bus", "kafka_security"),
+    [("kafka", "PLAINTEXT"), ("kafka", "SASL_SSL"), ("kinesis", "PLAINTEXT")],
+)
 def test_events_flow_exactly_from_http_to_the_warehouse(
-    stack_factory: StackFactory, kafka_security: str
+    stack_factory: StackFactory, bus: str, kafka_security: str
 ) -> None:
     # A stack of its own: the watermark is per query, and other tests' traffic would move it.
     running = stack_factory(
         services=("ingest-api", "stream-processor", "warehouse-loader"),
         kafka_security=kafka_security,
+        bus=bus,
     )
     info = running.info
     if kafka_security == "SASL_SSL":
@@ -145,20 +149,7 @@ def test_events_flow_exactly_from_http_to_the_warehouse(
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     # Four whole event-time minutes, far enough back that current traffic closes them.
     start, end = now - timedelta(minutes=7), now - timedelta(minutes=3)
-    events = ClickstreamGenerator(seed=2026).events_between(start, end, 3000)
-    # Events of "now" move the watermark past every backfilled window.
-    closing = ClickstreamGenerator(seed=7).events_between(
-        datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=1), 20
-    )
-    stats = DeliveryStats()
-    sender = HttpSender(info.ingest_url, info.write_key)
-    try:
-        for batch in batched(events, 100):
-            sender.send(batch, stats)
-        sender.send(closing, stats)
-    finally:
-        sender.close()
-    assert stats.rejected == 0 and stats.accepted == len(events) + len(closing)
+    events, stats = send_closed_range(info, start, end, 3000, seed=2026)
 
     expected = expected_minute_counts(events)
     assert len({m for m, _ in expected}) >= 3

@@ -1,25 +1,25 @@
-"""What the watermark delay costs: state rows, state memory and driver heap against the delay.
+"""What the watermark delay costs: state rows, state size and driver heap against the delay.
 
-    uv run python bench/latedata/watermark.py [--delays 30s,1m,2m,5m,10m] [--rows-per-second 3000]
-        [--event-rate 400] [--users 3000] [--gap 30m]
+    uv run python bench/latedata/watermark.py [--delays 30s,1m,2m,5m,10m] [--event-rate 400]
+        [--rows-per-batch 4000] [--users 3000] [--gap 30m]
 
 Runs the streaming job's two stateful queries (`windows`: deduplicate + window_aggregates in
 update mode; `sessions`: deduplicate + sessions in append mode) with the job's own transforms
-and Spark settings (RocksDB state, local[2], 2 shuffle partitions) on a rate source, once per
-watermark delay, and reports their state once it has stopped growing.
+and Spark settings (RocksDB state, local[2], 2 shuffle partitions) once per watermark delay,
+and reports their state once it has stopped growing.
 
-Event time runs faster than the wall clock so a 10-minute delay and a 30-minute session gap
-fill their state in minutes: the rate source makes `--rows-per-second` rows per wall second,
-each `1 / --event-rate` seconds of event time after the last (so event time runs
-rows-per-second / event-rate times faster). The state therefore holds what a site with
-`--event-rate` events per second and `--users` concurrent visitors (each active 5 minutes)
-would hold. Events arrive up to 20 s out of order; `dropped` counts those behind the
-watermark.
+The input is Spark's `rate-micro-batch` source: every micro-batch brings `--rows-per-batch`
+events, each `1 / --event-rate` seconds of event time after the last, however fast the machine
+runs them. So the state holds what a site with `--event-rate` events per second and `--users`
+concurrent visitors (each active 5 minutes) would hold, and a 10-minute delay with a
+30-minute session gap fills in minutes of wall time. Events arrive up to 20 s out of order.
 
-Each delay runs until both queries' watermarks have passed gap + 10 minutes of event time
-(state is then steady: windows and dedup keys older than the watermark are evicted, sessions
-close a gap after their last event), then the figures are the mean of the next five progress
-reports.
+Each delay runs until both queries' watermarks have passed gap + 10 minutes of event time and
+five more batches have run (state is then steady: windows and dedup keys behind the watermark
+are evicted, sessions close a gap after their last event); the figures are the mean of the
+next five batches. State size is RocksDB's SST files (`rocksdbSstFileSize`); the heap is the
+driver JVM's used heap after a full GC while the queries run (`local[2]`: the executors run
+in it).
 The heap is the driver JVM's used heap after a full GC (`local[2]`: the executors run in it).
 """
 
@@ -60,10 +60,15 @@ def spark_interval(delta: timedelta) -> str:
 
 
 def synthetic_events(
-    spark: SparkSession, rows_per_second: int, event_rate: int, users: int
+    spark: SparkSession, rows_per_batch: int, event_rate: int, users: int
 ) -> DataFrame:
-    """Shopper-like events from the rate source, in the aggregate input's columns."""
-    rate = spark.readStream.format("rate").option("rowsPerSecond", rows_per_second).load()
+    """Shopper-like events, `rows_per_batch` per micro-batch, in the aggregate input's columns."""
+    rate = (
+        spark.readStream.format("rate-micro-batch")
+        .option("rowsPerBatch", rows_per_batch)
+        .option("numPartitions", 2)
+        .load()
+    )
     v = F.col("value")
     # Out of order by up to 20 s (a deterministic scramble of the row number).
     disorder = (F.abs(F.hash(v)) % 20_000).cast("double") / 1000.0
@@ -96,28 +101,23 @@ def synthetic_events(
 class Figures:
     delay: timedelta
     windows_rows: float
-    windows_memory: float
+    windows_bytes: float
     sessions_rows: float
-    sessions_memory: float
+    sessions_bytes: float
     heap: float
     batch_seconds: float
-    dropped: int
-    events: int
 
 
 def _state(progress: dict[str, Any]) -> tuple[float, float]:
+    """Rows and RocksDB SST bytes over a query's stateful operators."""
     operators = progress.get("stateOperators", [])
     rows = sum(op.get("numRowsTotal", 0) for op in operators)
-    memory = sum(op.get("memoryUsedBytes", 0) for op in operators)
-    return rows, memory
+    size = sum(op.get("customMetrics", {}).get("rocksdbSstFileSize", 0) for op in operators)
+    return rows, size
 
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _dropped(progress: dict[str, Any]) -> int:
-    return sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators", []))
 
 
 def heap_after_gc(spark: SparkSession) -> float:
@@ -132,7 +132,7 @@ def run_delay(
 ) -> Figures:
     checkpoints = tempfile.mkdtemp(prefix="bench-watermark-")
     events = transforms.deduplicate(
-        synthetic_events(spark, args.rows_per_second, args.event_rate, args.users),
+        synthetic_events(spark, args.rows_per_batch, args.event_rate, args.users),
         spark_interval(delay),
     )
     windows = (
@@ -140,7 +140,6 @@ def run_delay(
         .writeStream.format("noop")
         .outputMode("update")
         .option("checkpointLocation", f"{checkpoints}/windows")
-        .trigger(processingTime="2 seconds")
         .start()
     )
     sessions = (
@@ -148,21 +147,15 @@ def run_delay(
         .writeStream.format("noop")
         .outputMode("append")
         .option("checkpointLocation", f"{checkpoints}/sessions")
-        .trigger(processingTime="2 seconds")
         .start()
     )
     # Steady once event time has run delay + gap + 10 minutes: run until both watermarks
     # (newest event time minus the delay) have passed that point, then sample 5 batches.
     steady = START + gap + timedelta(minutes=10)
-    wall = (delay + gap + timedelta(minutes=10)).total_seconds() * args.event_rate
-    print(
-        f"delay {delay}: about {wall / args.rows_per_second / 60:.1f} min of wall time",
-        flush=True,
-    )
+    batches = (delay + gap + timedelta(minutes=10)).total_seconds() * args.event_rate
+    print(f"delay {delay}: about {batches / args.rows_per_batch:.0f} batches", flush=True)
+    warm = 0
     samples: list[tuple[float, float, float, float, float]] = []
-    dropped = 0
-    seen_w: set[int] = set()
-    seen_s: set[int] = set()
     sampled: set[int] = set()
     try:
         while len(samples) < 5:
@@ -173,17 +166,14 @@ def run_delay(
             w, s = windows.lastProgress, sessions.lastProgress
             if not w or not s:
                 continue
-            for query, seen in ((windows, seen_w), (sessions, seen_s)):
-                for recent in query.recentProgress:
-                    if recent["batchId"] not in seen:
-                        seen.add(recent["batchId"])
-                        if query is windows:
-                            dropped += _dropped(recent)
             marks = [p.get("eventTime", {}).get("watermark") for p in (w, s)]
             if not all(marks) or min(_time(m) for m in marks if m) < steady:
                 continue
             if w["batchId"] not in sampled:
                 sampled.add(w["batchId"])
+                warm += 1
+                if warm <= 5:
+                    continue
                 w_rows, w_mem = _state(w)
                 s_rows, s_mem = _state(s)
                 batch = w["durationMs"].get("triggerExecution", 0) / 1000.0
@@ -195,8 +185,6 @@ def run_delay(
                         for k, v in op.get("customMetrics", {}).items()
                     }
                     print(f"  state store metrics: {sorted(metrics)}", flush=True)
-        end = w["sources"][0]["endOffset"]
-        events_total = int(end) if isinstance(end, int) else 0
         # While the queries run: what their batches keep on the driver's heap.
         heap = heap_after_gc(spark)
     finally:
@@ -212,15 +200,13 @@ def run_delay(
         statistics.mean(x[3] for x in last),
         heap,
         statistics.mean(x[4] for x in last),
-        dropped,
-        events_total,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delays", default="30s,1m,2m,5m,10m")
-    parser.add_argument("--rows-per-second", type=int, default=3000)
+    parser.add_argument("--rows-per-batch", type=int, default=4000)
     parser.add_argument("--event-rate", type=int, default=400)
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--gap", type=duration, default=timedelta(minutes=30))
@@ -236,16 +222,16 @@ def main() -> None:
     print()
     print(
         f"event rate {args.event_rate}/s, {args.users} visitors at a time, gap {args.gap}, "
-        f"{args.rows_per_second} rows/s wall ({args.rows_per_second / args.event_rate:.0f}x)"
+        f"{args.rows_per_batch} events ({args.rows_per_batch / args.event_rate:.0f} s) per batch"
     )
     print("| delay | windows state rows | windows state MB | sessions state rows | "
-          "sessions state MB | driver heap MB | batch s | dropped as late |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "sessions state MB | driver heap MB | batch s |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(
-            f"| {r.delay} | {r.windows_rows:,.0f} | {r.windows_memory / 1e6:.1f} | "
-            f"{r.sessions_rows:,.0f} | {r.sessions_memory / 1e6:.1f} | {r.heap / 1e6:.0f} | "
-            f"{r.batch_seconds:.2f} | {r.dropped:,} |"
+            f"| {r.delay} | {r.windows_rows:,.0f} | {r.windows_bytes / 1e6:.1f} | "
+            f"{r.sessions_rows:,.0f} | {r.sessions_bytes / 1e6:.1f} | {r.heap / 1e6:.0f} | "
+            f"{r.batch_seconds:.2f} |"
         )
 
 

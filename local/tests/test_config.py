@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clickstream_local.components import Prometheus
-from clickstream_local.config import TOPIC_PARTITIONS, StackConfig, read_versions
+from clickstream_local.config import _PORT_FIELDS, TOPIC_PARTITIONS, StackConfig, read_versions
 from clickstream_local.services import SERVICE_MODULES, service_env
 from clickstream_local.stack import Stack
 from clickstream_local.supervisor import Supervisor
@@ -24,19 +24,22 @@ def test_defaults_match_contracts(tmp_path: Path) -> None:
     )
     assert (c.prometheus_port, c.ingest_port) == (19090, 18080)
     assert (c.processor_metrics_port, c.loader_metrics_port) == (18091, 18092)
-    assert c.correction_metrics_port == 18093
+    assert c.correction_metrics_port == 18096
     assert TOPIC_PARTITIONS == {
         "clickstream.events": 6,
         "clickstream.events.dlq": 3,
         "clickstream.s3-events": 3,
+        "clickstream.anomalies": 1,
     }
+    assert (c.redis_port, c.alertmanager_port) == (16379, 19095)
+    assert (c.anomaly_metrics_port, c.recommender_port) == (18093, 18094)
 
 
 def test_ephemeral_ports_are_distinct_and_saved(tmp_path: Path) -> None:
     c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b")
     ports = [v for k, v in c.to_dict().items() if k.endswith("_port")]
-    # One free port per part: the platform, the services, the correction loop, the pushgateway.
-    assert len(ports) == 11 and len(set(ports)) == 11
+    # Every part's port is chosen, and no two parts share one.
+    assert len(ports) == len(_PORT_FIELDS) and len(set(ports)) == len(ports)
     assert 19092 not in ports
     c.save()
     assert StackConfig.load(tmp_path) == c
@@ -66,7 +69,13 @@ def test_service_env(tmp_path: Path) -> None:
         loader["WAREHOUSE_DSN"] == f"postgresql://postgres@127.0.0.1:{c.postgres_port}/clickstream"
     )
     assert loader["LOADER_NOTIFICATIONS_TOPIC"] == "clickstream.s3-events"
-    assert set(SERVICE_MODULES) == {"ingest-api", "stream-processor", "warehouse-loader"}
+    assert set(SERVICE_MODULES) == {
+        "ingest-api",
+        "stream-processor",
+        "warehouse-loader",
+        "anomaly-detector",
+        "recommender",
+    }
 
 
 def test_prometheus_config_scrapes_services(tmp_path: Path) -> None:
@@ -94,3 +103,23 @@ def test_status_of_nothing(tmp_path: Path) -> None:
     stack = Stack(StackConfig.ephemeral(tmp_path))
     assert all(s.pid is None and not s.ready for s in stack.status())
     stack.stop()  # nothing to stop: no error
+
+
+def test_the_kinesis_bus_reaches_the_collector_and_the_processor(tmp_path: Path) -> None:
+    from clickstream_local.services import service_env
+
+    c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b")
+    assert "INGEST_SINK" not in service_env(c, "ingest-api")  # Kafka: the services' default
+    k = StackConfig.ephemeral(
+        tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b", bus="kinesis"
+    )
+    ingest, processor = service_env(k, "ingest-api"), service_env(k, "stream-processor")
+    assert ingest["INGEST_SINK"] == "kinesis" and processor["PROCESSOR_SOURCE"] == "kinesis"
+    for env in (ingest, processor):
+        assert env["KINESIS_ENDPOINT_URL"] == f"http://127.0.0.1:{k.kinesis_port}"
+    assert processor["PROCESSOR_CHECKPOINT_LOCATION"].endswith("stream-processor-kinesis")
+    assert (
+        service_env(c, "stream-processor")["PROCESSOR_CHECKPOINT_LOCATION"]
+        != (processor["PROCESSOR_CHECKPOINT_LOCATION"])
+    )
+    assert "INGEST_SINK" not in service_env(k, "warehouse-loader")

@@ -7,6 +7,7 @@ package fails the test that needs it with the command that installs it; nothing 
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
@@ -46,16 +47,19 @@ def jsonschema_mod() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def crd_schemas(yaml_mod: ModuleType) -> dict[str, dict[str, Any]]:
-    """openAPIV3Schema of ServiceMonitor, PodMonitor and PrometheusRule (served version)."""
+    """openAPIV3Schema of ServiceMonitor, PodMonitor, PrometheusRule and AlertmanagerConfig."""
     crd_dir = state_dir() / "cache" / "crds"
     schemas: dict[str, dict[str, Any]] = {}
-    for plural in ("servicemonitors", "podmonitors", "prometheusrules"):
+    for plural in ("servicemonitors", "podmonitors", "prometheusrules", "alertmanagerconfigs"):
         path = crd_dir / f"monitoring.coreos.com_{plural}.yaml"
         if not path.is_file():
             pytest.fail(
                 f"CRD {path} missing; " + INSTALL_HINT.format(state=state_dir()), pytrace=False
             )
-        crd = yaml_mod.safe_load(path.read_text())
+        # PyYAML reads a bare `=` (AlertmanagerConfig's matchType enum) as the YAML 1.1
+        # "value" tag, which safe_load refuses: quote it.
+        text = re.sub(r"^(\s*- )=$", r'\1"="', path.read_text(), flags=re.M)
+        crd = yaml_mod.safe_load(text)
         kind = crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             schemas[f"{crd['spec']['group']}/{version['name']}/{kind}"] = version["schema"][

@@ -178,7 +178,8 @@ def contract_metric_names() -> set[str]:
         text = (REPO / "docs" / doc).read_text()
         names |= set(
             re.findall(
-                r"`((?:ingest|processor|loader|clickstream)_[a-z0-9_]+)(?:\{[^`]*\})?`", text
+                r"`((?:ingest|processor|loader|anomaly|recommender|clickstream)_[a-z0-9_]+)(?:\{[^`]*\})?`",
+                text,
             )
         )
     return names

@@ -15,6 +15,8 @@ SERVICES = {
     "ingest-api": "ingest_api",
     "stream-processor": "stream_processor",
     "warehouse-loader": "warehouse_loader",
+    "anomaly-detector": "anomaly_detector",
+    "recommender": "recommender",
 }
 ENTRYPOINT = REPO / "services" / "stream-processor" / "docker-entrypoint.sh"
 

@@ -22,7 +22,7 @@ from deployhelpers import (
     require_module,
 )
 
-MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule", "AlertmanagerConfig")
 
 
 def test_scenarios_exist() -> None:
@@ -133,7 +133,15 @@ def test_monitoring_covers_every_service(scenario: str) -> None:
         monitors = rendered.of_kind(kind)
         if monitors:
             components = {m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors}
-            assert components == {"ingest-api", "stream-processor", "warehouse-loader"}
+            # Every workload the scenario deploys (the recommender and the anomaly detector
+            # are optional).
+            workloads = {
+                w["metadata"]["labels"]["app.kubernetes.io/component"]
+                for k in ("Deployment", "StatefulSet")
+                for w in rendered.of_kind(k)
+            }
+            assert {"ingest-api", "stream-processor", "warehouse-loader"} <= components
+            assert components == workloads
 
 
 def test_prometheusrule_embeds_the_rules_file(yaml_mod: Any) -> None:

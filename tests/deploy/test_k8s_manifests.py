@@ -87,7 +87,7 @@ def test_topics_match_the_contract() -> None:
         m.group(1): int(m.group(2))
         for m in re.finditer(r"^\| `([a-z0-9.\-]+)` \| (\d+) \|", text, re.M)
     }
-    assert len(contract) == 3
+    assert len(contract) == 4
     topics = {
         d["metadata"]["name"]: d["spec"]["partitions"] for d in _docs() if d["kind"] == "KafkaTopic"
     }

@@ -29,6 +29,7 @@ PROMQL_WORDS = {
     "irate",
     "increase",
     "histogram_quantile",
+    "max_over_time",
     "max",
     "min",
     "avg",

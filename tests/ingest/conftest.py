@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class Record:
     topic: str
     key: bytes | None
     value: dict[str, Any]
+    size: int = 0  # bytes of the value as stored
 
 
 async def read_topic(bootstrap: str, topic: str, partition_count: int) -> list[Record]:
@@ -62,7 +64,7 @@ async def read_topic(bootstrap: str, topic: str, partition_count: int) -> list[R
             while await consumer.position(tp) < ends[tp]:
                 batch = await consumer.getmany(tp, timeout_ms=2000)
                 records += [
-                    Record(topic, r.key, orjson.loads(r.value))
+                    Record(topic, r.key, orjson.loads(r.value), len(r.value))
                     for r in batch.get(tp, [])
                     if r.offset < ends[tp]
                 ]
@@ -138,6 +140,21 @@ def start_collector(
 
 def stop_collector(process: subprocess.Popen[bytes]) -> None:
     terminate(process, timeout=15)
+
+
+@contextmanager
+def quiet_collector(bootstrap: str, state_dir: Path) -> Iterator[Collector]:
+    """A collector of a test module's own, logging only warnings: generated traffic must
+    not eat the shared collector's limits. It must never have logged a traceback."""
+    process, collector = start_collector(
+        bootstrap, state_dir, {"INGEST_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING"}
+    )
+    try:
+        yield collector
+    finally:
+        stop_collector(process)
+        log = collector.log_path.read_text(errors="replace")
+        assert "Traceback" not in log and "Exception in ASGI" not in log, log[-5000:]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""tracker.js in headless Chromium: a page view and a click, sent on page hide (acceptance 3)."""
+"""tracker.js in headless Chromium (Playwright): a page view and a click, sent on page hide
+(acceptance 3)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import functools
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.browser import chromium, chromium_path, fresh_page
 from tests.conftest import wait_for
-from tests.ingest.cdp import Chromium, chromium_path
 from tests.ingest.conftest import Collector
 
 pytestmark = [
@@ -50,6 +53,13 @@ QUEUED_CLICK = """Object.keys(localStorage).filter(k => k.startsWith('cs_q.')).s
   k => JSON.parse(localStorage.getItem(k)).events.some(e => e.event_type === 'click'))"""
 
 
+def events_with(collector: Collector, **match: Any) -> list[dict[str, Any]]:
+    """The collector's matching records, read on a thread of their own: Playwright's sync API
+    keeps an event loop running on the test's thread, and the Kafka reader runs its own."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(collector.events_with, **match).result()
+
+
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -81,10 +91,8 @@ def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
     collector: Collector, shop_site: str
 ) -> None:
     url = f"{shop_site}/shoes.html?utm_source=browser-test"
-    with Chromium() as browser:
-        page = browser.page()
-        page.send("Page.enable")
-        page.send("Page.navigate", url=url)
+    with chromium() as browser, fresh_page(browser) as page:
+        page.goto(url)
         wait_for(
             lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
             timeout=30,
@@ -100,15 +108,15 @@ def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
             interval=0.2,
             what="the click to be queued",
         )
-        page.pump(1.0)
+        page.wait_for_timeout(1000)  # what the page would send by now, it has sent
         # Held in the page (flush interval 0, batch not full) until the page is hidden.
-        assert collector.events_with(anonymous_id=anonymous_id) == []
+        assert events_with(collector, anonymous_id=anonymous_id) == []
 
         # Leaving the page hides it: the tracker hands its queue to sendBeacon.
-        page.send("Page.navigate", url="about:blank")
+        page.goto("about:blank")
         arrived = wait_for(
             lambda: (
-                (found := collector.events_with(anonymous_id=anonymous_id))
+                (found := events_with(collector, anonymous_id=anonymous_id))
                 and len(found) >= 2
                 and found
             ),
@@ -119,7 +127,7 @@ def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
 
         # A second visit (same origin, same storage) is a barrier: anything the first page
         # might still send twice would be sent before this page's own beacon.
-        page.send("Page.navigate", url=url)
+        page.goto(url)
         wait_for(
             lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
             timeout=30,
@@ -128,10 +136,10 @@ def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
         )
         assert page.evaluate("clickstream.anonymousId()") == anonymous_id
         assert page.evaluate("clickstream.sessionId()") == session_id  # within 30 minutes
-        page.send("Page.navigate", url="about:blank")
+        page.goto("about:blank")
         everything = wait_for(
             lambda: (
-                (found := collector.events_with(anonymous_id=anonymous_id))
+                (found := events_with(collector, anonymous_id=anonymous_id))
                 and len(found) >= 3
                 and found
             ),
@@ -140,7 +148,7 @@ def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
             what="the second page view",
         )
         # A page of the same origin without the tracker reads the instrumentation's counts.
-        page.send("Page.navigate", url=f"{shop_site}/probe.html")
+        page.goto(f"{shop_site}/probe.html")
         wait_for(
             lambda: page.evaluate("document.title") == "probe",
             timeout=30,
@@ -175,9 +183,8 @@ def test_refused_batches_are_retried_with_backoff_and_stored_once(
     collector: Collector, shop_site: str
 ) -> None:
     clicks = 9
-    with Chromium() as browser:
-        page = browser.page()
-        page.send("Page.navigate", url=f"{shop_site}/busy.html")
+    with chromium() as browser, fresh_page(browser) as page:
+        page.goto(f"{shop_site}/busy.html")
         wait_for(
             lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
             timeout=30,
@@ -190,7 +197,7 @@ def test_refused_batches_are_retried_with_backoff_and_stored_once(
         # 10 events at 2 events/s with a burst of 4: some batches get 429 and come back later.
         everything = wait_for(
             lambda: (
-                (found := collector.events_with(anonymous_id=anonymous_id))
+                (found := events_with(collector, anonymous_id=anonymous_id))
                 and len(found) >= clicks + 1
                 and found
             ),

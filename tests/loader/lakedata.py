@@ -207,6 +207,23 @@ def _session_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _identity_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per anonymous id seen with a user id in the batch: its earliest such event."""
+    first: dict[str, dict[str, Any]] = {}
+    for e in sorted(events, key=lambda r: (r["event_time"], r["event_id"])):
+        anonymous, user = e["anonymous_id"], e["user_id"]
+        if anonymous and user and anonymous != user and anonymous not in first:
+            first[anonymous] = {
+                "anonymous_id": anonymous,
+                "user_id": user,
+                "first_seen_at": e["event_time"],
+                "source": e["source"],
+                "event_id": e["event_id"],
+                "linked_by": "event",
+            }
+    return [first[k] for k in sorted(first)]
+
+
 AGGREGATES = {
     "event_counts_minute": _counts_minute,
     "active_users_5m": _active_users,
@@ -267,6 +284,7 @@ def build_batches(
                 rows = [e for e in so_far if e["session_id"] == sid]
                 session_rows.append(_session_row(rows) | {"batch_id": batch_id})
         batch.rows["sessions"] = session_rows
+        batch.rows["identities"] = [r | {"batch_id": batch_id} for r in _identity_rows(events_in)]
         result.append(batch)
     return result
 

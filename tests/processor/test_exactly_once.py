@@ -170,7 +170,7 @@ def test_messy_stream_gives_exact_data_sets(stack_factory: StackFactory) -> None
     )
     valid_ids = {e["event_id"] for e in shoppers + bots + closing + late}
     wait_for(
-        lambda: set(k[0] for k in lake.final("events")) >= valid_ids or None,
+        lambda: set(k[-1] for k in lake.final("events")) >= valid_ids or None,
         timeout=180,
         interval=3,
         what="every valid event in the events data set",
@@ -180,13 +180,14 @@ def test_messy_stream_gives_exact_data_sets(stack_factory: StackFactory) -> None
     assert processor_metric(stack, "processor_late_events_total") == len(late)
 
     events = lake.final("events")
-    assert set(k[0] for k in events) == valid_ids
+    # The events key is (source, event_id): an event_id is unique within its source.
+    assert set(k[-1] for k in events) == valid_ids
     for e in normalised + bots + late:
-        row = events[(e["event_id"],)]
+        row = events[(e["source"], e["event_id"])]
         assert row["event_type"] == e["event_type"]
         assert row["event_time"] == t(e["event_time"])
         assert row["user_key"] == (e.get("user_id") or e["anonymous_id"])
-    assert all(events[(b["event_id"],)]["user_agent_info_is_bot"] for b in bots)
+    assert all(events[(b["source"], b["event_id"])]["user_agent_info_is_bot"] for b in bots)
 
     errors = lake.errors()
     assert len(errors) == sender.sent.bad == 7

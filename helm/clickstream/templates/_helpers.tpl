@@ -120,10 +120,17 @@ the tag defaults to the chart's appVersion.
 {{- required "kafka.bootstrapServers is required: the Kafka bootstrap servers (MSK, Strimzi or any Kafka)" .Values.kafka.bootstrapServers }}
 {{- end }}
 
+{{/* Kafka is needed unless the bus is Kinesis and the loader reads its notifications from SQS. */}}
+{{- define "clickstream.needsKafka" -}}
+{{- if or (ne .Values.bus "kinesis") (and .Values.warehouseLoader.enabled (eq .Values.warehouseLoader.notifications.source "kafka")) }}true{{ end }}
+{{- end }}
+
 {{/* Environment shared by every service: Kafka and logging. */}}
 {{- define "clickstream.commonEnv" -}}
+{{- if or (include "clickstream.needsKafka" .) .Values.kafka.bootstrapServers }}
 - name: KAFKA_BOOTSTRAP_SERVERS
   value: {{ include "clickstream.kafkaBootstrapServers" . | quote }}
+{{- end }}
 - name: KAFKA_EVENTS_TOPIC
   value: {{ .Values.kafka.eventsTopic | quote }}
 - name: KAFKA_DEAD_LETTER_TOPIC
@@ -286,4 +293,26 @@ policyTypes:
   {{- if .Values.networkPolicy.egress.enabled }}
   - Egress
   {{- end }}
+{{- end }}
+
+{{/* The event bus of the collector (setting INGEST_SINK) or the processor (PROCESSOR_SOURCE),
+and the Kinesis stream when the bus is kinesis. Call with (dict "root" . "setting" NAME). */}}
+{{- define "clickstream.busEnv" -}}
+{{- $v := .root.Values }}
+- name: {{ .setting }}
+  value: {{ $v.bus | quote }}
+{{- if eq $v.bus "kinesis" }}
+- name: KINESIS_STREAM_NAME
+  value: {{ required "kinesis.streamName is required when bus is kinesis" $v.kinesis.streamName | quote }}
+{{- if and (eq .setting "INGEST_SINK") $v.kinesis.deadLetterStreamName }}
+- name: KINESIS_DEAD_LETTER_STREAM_NAME
+  value: {{ $v.kinesis.deadLetterStreamName | quote }}
+{{- end }}
+- name: KINESIS_REGION
+  value: {{ default $v.s3.region $v.kinesis.region | quote }}
+{{- with $v.kinesis.endpointUrl }}
+- name: KINESIS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -35,6 +35,11 @@ def _print_connection_info(stack: Stack) -> None:
         ("S3 endpoint", f"{info.s3_endpoint} (bucket {info.s3_bucket}, region {info.s3_region})"),
         ("S3 keys", f"{info.s3_access_key} / {info.s3_secret_key}"),
         ("Kafka", info.kafka_bootstrap),
+        *(
+            [("Kinesis", f"{stack.config.kinesis_endpoint} (bus; streams in docs/aws.md)")]
+            if stack.config.bus == "kinesis"
+            else []
+        ),
         ("state", str(stack.config.state_dir)),
     ]
     width = max(len(k) for k, _ in rows)
@@ -76,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         help="up: also start ingest-api, stream-processor and warehouse-loader",
     )
     parser.add_argument("--state-dir", type=Path, default=None, help="default: <repo>/.state")
+    parser.add_argument(
+        "--bus",
+        choices=["kafka", "kinesis"],
+        default=None,
+        help="up/demo: the bus between collector and processor (default kafka; docs/aws.md)",
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="demo: events per second")
     parser.add_argument(
         "--duration", type=float, default=0.0, help="demo: stop after N seconds (0: at Ctrl-C)"
@@ -90,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = _config(args.state_dir)
+    if args.bus is not None and args.command in ("up", "demo"):
+        config = dataclasses.replace(config, bus=args.bus)
     if args.kafka_security:
         config = dataclasses.replace(config, kafka_security=args.kafka_security)
     stack = Stack(config, progress=lambda line: print(line, flush=True))

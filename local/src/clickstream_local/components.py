@@ -541,6 +541,9 @@ class Prometheus(Component):
             ("ingest-api", c.ingest_port),
             ("stream-processor", c.processor_metrics_port),
             ("warehouse-loader", c.loader_metrics_port),
+            ("anomaly-detector", c.anomaly_metrics_port),
+            ("recommender", c.recommender_port),
+            ("alertmanager", c.alertmanager_port),
             ("correction", c.correction_metrics_port),
         ]
         lines = [
@@ -548,6 +551,12 @@ class Prometheus(Component):
             "global:",
             "  scrape_interval: 2s",
             "  evaluation_interval: 2s",
+        ]
+        lines += [
+            "alerting:",
+            "  alertmanagers:",
+            "    - static_configs:",
+            f'        - targets: ["127.0.0.1:{c.alertmanager_port}"]',
         ]
         rules = prometheus_rule_files()
         if rules:

@@ -15,7 +15,14 @@ from typing import Any
 EVENTS_TOPIC = "clickstream.events"
 DEAD_LETTER_TOPIC = "clickstream.events.dlq"
 S3_EVENTS_TOPIC = "clickstream.s3-events"
-TOPIC_PARTITIONS: dict[str, int] = {EVENTS_TOPIC: 6, DEAD_LETTER_TOPIC: 3, S3_EVENTS_TOPIC: 3}
+ANOMALIES_TOPIC = "clickstream.anomalies"
+TOPIC_PARTITIONS: dict[str, int] = {
+    EVENTS_TOPIC: 6,
+    DEAD_LETTER_TOPIC: 3,
+    S3_EVENTS_TOPIC: 3,
+    ANOMALIES_TOPIC: 1,
+}
+RECOMMENDER_READ_KEY = "dev-read-key"
 BUCKET = "clickstream-lake"
 DATABASE = "clickstream"
 REGION = "us-east-1"
@@ -34,7 +41,15 @@ _PORT_FIELDS = (
     "ingest_port",
     "processor_metrics_port",
     "loader_metrics_port",
+    "redis_port",
+    "alertmanager_port",
+    "anomaly_metrics_port",
+    "recommender_port",
     "kafka_secure_port",
+    "kinesis_port",
+    "kinesis_tls_port",
+    "moto_port",
+    "trino_port",
     "correction_metrics_port",
     "pushgateway_port",
 )
@@ -80,11 +95,25 @@ class StackConfig:
     ingest_port: int = 18080
     processor_metrics_port: int = 18091
     loader_metrics_port: int = 18092
+    redis_port: int = 16379
+    alertmanager_port: int = 19095
+    anomaly_metrics_port: int = 18093
+    recommender_port: int = 18094
+    # Where Alertmanager delivers (clickstream_local.alerting.AlertTargets fields).
+    alert_targets: dict[str, str] = dataclasses.field(default_factory=dict)
     # The broker's TLS + SASL/SCRAM listener (kafka_tls.py), used by the services when
     # kafka_security is "SASL_SSL"; with "PLAINTEXT" (the default) it is not opened.
     kafka_secure_port: int = 19094
     kafka_security: str = "PLAINTEXT"
-    correction_metrics_port: int = 18093
+    # The AWS path (docs/aws.md): kinesis-local (BUS=kinesis), moto (Glue, SQS) and Trino.
+    kinesis_port: int = 14568
+    kinesis_tls_port: int = 14567
+    moto_port: int = 15050
+    trino_port: int = 18095
+    # The bus between the collector and the processor: "kafka" or "kinesis". Kafka runs in
+    # both cases (versitygw sends the lake's notifications to it).
+    bus: str = "kafka"
+    correction_metrics_port: int = 18096
     # What the batch jobs (orchestration/) push for Prometheus (clickstream_local.orchestration).
     pushgateway_port: int = 19091
     # Kafka's own start script default (-Xmx1G -Xms1G): with 512m, or a heap that starts
@@ -173,6 +202,18 @@ class StackConfig:
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def kinesis_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.kinesis_port}"
+
+    @property
+    def moto_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def trino_url(self) -> str:
+        return f"http://127.0.0.1:{self.trino_port}"
 
     @property
     def ingest_url(self) -> str:

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 
 from clickstream_local.components import child_env
-from clickstream_local.config import repo_root
+from clickstream_local.config import RECOMMENDER_READ_KEY, repo_root
 from clickstream_local.stack import ConnectionInfo, Stack
 
 SIMULATOR = "simulator"
@@ -31,7 +31,29 @@ def _prometheus_total(info: ConnectionInfo, query: str) -> float | None:
         return None
 
 
-def render(info: ConnectionInfo, minutes: int = 8) -> str:
+def recommendations(recommender_url: str, candidates: int = 40) -> list[str]:
+    """Trending products and the recommendations of one simulated shopper with a history."""
+    headers = {"Authorization": f"Bearer {RECOMMENDER_READ_KEY}"}
+    try:
+        with httpx.Client(base_url=recommender_url, headers=headers, timeout=2) as client:
+            trending = client.get("/v1/recommendations/trending?limit=5").json()["items"]
+            lines = ["trending now: " + ", ".join(i["product_id"] for i in trending)]
+            # Logged-in simulated shoppers are U000000, U000001, ...: show the first one with
+            # a history.
+            for n in range(candidates):
+                user = f"U{n:06d}"
+                answer = client.get(f"/v1/recommendations/users/{user}?limit=5").json()
+                if answer["personalized"]:
+                    picks = ", ".join(f"{i['product_id']} ({i['reason']})" for i in answer["items"])
+                    viewed = ", ".join(answer["based_on"][:3])
+                    lines.append(f"for {user} (viewed {viewed}): {picks}")
+                    break
+            return lines
+    except (httpx.HTTPError, KeyError, ValueError):
+        return ["recommender not answering yet"]
+
+
+def render(info: ConnectionInfo, minutes: int = 8, recommender_url: str | None = None) -> str:
     """The last minutes of `analytics.event_counts_minute`, one line per minute."""
     with psycopg.connect(info.warehouse_dsn, connect_timeout=3) as conn:
         rows = conn.execute(
@@ -58,12 +80,17 @@ def render(info: ConnectionInfo, minutes: int = 8) -> str:
         )
     if not table:
         lines.append("(no minutes in the warehouse yet: the first appear within ~20 seconds)")
+    if recommender_url:
+        lines.append("")
+        lines += recommendations(recommender_url)
+    anomalies = _prometheus_total(info, "sum(anomaly_detected_total)")
     accepted = _prometheus_total(info, "sum(ingest_events_accepted_total)")
     loaded = _prometheus_total(info, "sum(loader_rows_loaded_total)")
     lines.append("")
     lines.append(
         f"ingest accepted {accepted or 0:,.0f} events | loader upserted {loaded or 0:,.0f} "
-        f"window rows | {now:%H:%M:%S} UTC | Ctrl-C stops everything"
+        f"window rows | anomalies {anomalies or 0:,.0f} | {now:%H:%M:%S} UTC | "
+        "Ctrl-C stops everything"
     )
     return "\n".join(lines)
 
@@ -107,7 +134,9 @@ def run(stack: Stack, rate: float, duration: float) -> int:
                 print(f"simulator stopped:\n{stack.supervisor.tail(SIMULATOR)}", file=sys.stderr)
                 return 1
             try:
-                screen = render(info)
+                screen = render(
+                    info, recommender_url=f"http://127.0.0.1:{stack.config.recommender_port}"
+                )
             except psycopg.Error as exc:
                 screen = f"warehouse not answering yet: {exc}"
             if interactive:

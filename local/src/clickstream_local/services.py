@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from clickstream_local.aws_parts import bus_env, bus_needs
 from clickstream_local.components import Component, child_env, http_ok
 from clickstream_local.config import (
     BUCKET,
@@ -13,6 +14,7 @@ from clickstream_local.config import (
     DEV_SOURCE,
     DEV_WRITE_KEY,
     EVENTS_TOPIC,
+    RECOMMENDER_READ_KEY,
     REGION,
     S3_ACCESS_KEY,
     S3_EVENTS_TOPIC,
@@ -27,11 +29,15 @@ SERVICE_MODULES: dict[str, str] = {
     "ingest-api": "ingest_api",
     "stream-processor": "stream_processor",
     "warehouse-loader": "warehouse_loader",
+    "anomaly-detector": "anomaly_detector",
+    "recommender": "recommender",
 }
 _NEEDS: dict[str, tuple[str, ...]] = {
     "ingest-api": ("kafka",),
     "stream-processor": ("kafka", "s3"),
     "warehouse-loader": ("kafka", "s3", "postgres"),
+    "anomaly-detector": ("kafka", "s3"),
+    "recommender": ("kafka", "redis"),
 }
 
 
@@ -66,6 +72,17 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
             "PROCESSOR_METRICS_PORT": str(config.processor_metrics_port),
             # Spark otherwise binds its driver to the first non-loopback interface.
             "SPARK_LOCAL_IP": "127.0.0.1",
+            # Python workers (the Kinesis source's reads) run this environment's Python.
+            "PYSPARK_PYTHON": sys.executable,
+        }
+    elif name == "anomaly-detector":
+        env |= {"ANOMALY_METRICS_PORT": str(config.anomaly_metrics_port)}
+    elif name == "recommender":
+        env |= {
+            "RECOMMENDER_HOST": "127.0.0.1",
+            "RECOMMENDER_PORT": str(config.recommender_port),
+            "RECOMMENDER_REDIS_URL": f"redis://127.0.0.1:{config.redis_port}/0",
+            "RECOMMENDER_READ_KEYS": json.dumps([RECOMMENDER_READ_KEY]),
         }
     else:
         env |= {
@@ -79,7 +96,7 @@ def service_env(config: StackConfig, name: str) -> dict[str, str]:
         env |= SecureListener(
             config.conf_dir / "kafka" / "tls", config.kafka_secure_port
         ).client_env()
-    return env | config.service_env.get(name, {})
+    return env | bus_env(config, name) | config.service_env.get(name, {})
 
 
 class Service(Component):
@@ -88,7 +105,7 @@ class Service(Component):
     def __init__(self, name: str, config: StackConfig, supervisor: Supervisor) -> None:
         super().__init__(config, supervisor)
         self.name = name
-        self.needs = _NEEDS[name]
+        self.needs = _NEEDS[name] + bus_needs(config, name)
         # A Spark session alone takes ~10 s on 2 cores, more while the platform is busy.
         self.start_timeout = 180.0 if name == "stream-processor" else 60.0
 
@@ -99,6 +116,8 @@ class Service(Component):
             "ingest-api": f"{c.ingest_url}/healthz",
             "stream-processor": f"http://127.0.0.1:{c.processor_metrics_port}/metrics",
             "warehouse-loader": f"http://127.0.0.1:{c.loader_metrics_port}/healthz",
+            "anomaly-detector": f"http://127.0.0.1:{c.anomaly_metrics_port}/healthz",
+            "recommender": f"http://127.0.0.1:{c.recommender_port}/healthz",
         }[self.name]
 
     def command(self) -> list[str]:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 
+from clickstream_local.alerting import Alertmanager, Redis
+from clickstream_local.aws_parts import KinesisLocal, Moto, Trino
 from clickstream_local.components import S3, Component, Kafka, Postgres, Prometheus
 from clickstream_local.config import (
     BUCKET,
@@ -23,7 +25,14 @@ from clickstream_local.supervisor import ReadinessError, Supervisor
 
 # Start order. Slow parts come first so they boot while the next ones are set up; s3 comes
 # after kafka is ready because versitygw exits when it cannot send its test event.
-PLATFORM = ("kafka", "postgres", "prometheus", "s3", PUSHGATEWAY)
+PLATFORM = ("kafka", "postgres", "prometheus", "s3", "redis", "alertmanager", PUSHGATEWAY)
+
+
+def platform_of(config: StackConfig) -> tuple[str, ...]:
+    """The parts `make up` starts: Kinesis too when it is the bus (docs/aws.md)."""
+    return PLATFORM + (("kinesis",) if config.bus == "kinesis" else ())
+
+
 # The late-data correction pass runs beside the services (clickstream_local.correction).
 SERVICES = (*SERVICE_MODULES, CORRECTION)
 
@@ -64,6 +73,12 @@ class Stack:
             Prometheus(config, self.supervisor),
             S3(config, self.supervisor),
             Pushgateway(config, self.supervisor),
+            Redis(config, self.supervisor),
+            Alertmanager(config, self.supervisor),
+            # Optional parts, started by whoever needs them (docs/aws.md).
+            KinesisLocal(config, self.supervisor),
+            Moto(config, self.supervisor),
+            Trino(config, self.supervisor),
         ]
         parts += [Service(name, config, self.supervisor) for name in SERVICE_MODULES]
         parts.append(CorrectionLoop(config, self.supervisor))
@@ -76,7 +91,7 @@ class Stack:
     def start(self, platform: bool = True, services: bool = False) -> None:
         """Start the selected parts (idempotent: running parts are only checked)."""
         self._t0 = time.monotonic()
-        names = (PLATFORM if platform else ()) + (SERVICES if services else ())
+        names = (platform_of(self.config) if platform else ()) + (SERVICES if services else ())
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self.config.save()
         ready: set[str] = set()
@@ -107,14 +122,14 @@ class Stack:
     def stop(self) -> None:
         """Stop every part that runs, services first, in reverse start order."""
         self._t0 = time.monotonic()
-        for name in reversed(PLATFORM + SERVICES):
+        for name in reversed(list(self.components)):
             if self.components[name].stop():
                 self._say(f"{name}: stopped")
         self.config.saved_path.unlink(missing_ok=True)
 
     def status(self) -> list[ComponentStatus]:
         result = []
-        for name in PLATFORM + SERVICES:
+        for name in platform_of(self.config) + SERVICES:
             part = self.components[name]
             pid = part.pid()
             result.append(ComponentStatus(name, pid, pid is not None and part.is_ready()))

@@ -139,3 +139,21 @@ async def test_segment_keys_in_the_body_count_only_without_a_header_key(
     assert (await collector.handle(request)).status == 200
     wrong_header = Request("POST", "/v1/batch", "", {"x-write-key": "nope"}, None, body_of(body))
     assert (await collector.handle(wrong_header)).status == 401
+
+
+async def test_a_path_may_have_a_handler_per_method(make_collector: Factory) -> None:
+    from ingest_api.collector import Route
+    from ingest_api.config import Settings
+    from ingest_api.exchange import json_response
+
+    async def answer(collector: Collector, request: Request) -> Response:
+        return json_response(200, {"method": request.method})
+
+    _, bus = make_collector()
+    routes = [Route("/x", ("GET",), answer), Route("/x", ("POST",), answer)]
+    collector = Collector(Settings(), bus, routes)
+    for method in ("GET", "POST"):
+        response = await collector.handle(Request(method, "/x", "", {}, None, body_of(b"")))
+        assert document(response) == {"method": method}
+    refused = await collector.handle(Request("PUT", "/x", "", {}, None, body_of(b"")))
+    assert (refused.status, dict(refused.headers)) == (405, {"allow": "GET, POST"})

@@ -29,7 +29,6 @@ from ingest_api.intake import (
     process,
     read_limited,
 )
-from ingest_api.pixel import event_from_query
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LIMITS = Limits(max_events=3, max_request_bytes=1000, max_event_bytes=300, max_properties_bytes=100)
@@ -135,29 +134,6 @@ def test_each_event_is_judged_on_its_own() -> None:
         "event_bytes": len(b'"not an object"'),
         "event_sha256": hashlib.sha256(b'"not an object"').hexdigest(),
     }
-
-
-def test_pixel_query_becomes_an_event() -> None:
-    event = event_from_query(
-        [
-            ("write_key", "k"),
-            ("anonymous_id", "a1"),
-            ("event_type", "email_open"),
-            ("p.campaign", "spring"),
-            ("properties", '{"list": "vip"}'),
-            ("price", "9.5"),
-            ("cb", "123"),
-        ],
-        T0,
-    )
-    assert event == {
-        "anonymous_id": "a1",
-        "event_type": "email_open",
-        "price": "9.5",
-        "properties": {"list": "vip", "campaign": "spring"},
-        "timestamp": T0.isoformat(),
-    }
-    assert event_from_query([("user_id", "u")], T0)["event_type"] == "page_view"
 
 
 async def test_gzip_members_are_read_in_turn_and_trailing_garbage_is_refused() -> None:
@@ -299,3 +275,32 @@ def test_the_clock_policy_applies_after_the_skew_correction() -> None:
     assert outcome.adjusted == {"ahead": 2, "behind": 1}
     for event in events:
         EnrichedEvent.model_validate(event)
+
+
+def test_an_unreadable_sent_at_is_named() -> None:
+    with pytest.raises(ApiError) as caught:
+        native_events({"sent_at": "0001-01-01T00:00:00+10:00", "events": [{}]}, LIMITS)
+    assert (caught.value.code, caught.value.message.split(":")[0]) == ("invalid_sent_at", "sent_at")
+    assert "time out of range" in caught.value.message
+
+
+def test_an_original_nested_to_the_limit_still_makes_a_writable_letter() -> None:
+    # 254 levels pass on their own, and would be one too many inside the letter.
+    event = {**GOOD, "page_url": orjson.loads("[" * 253 + "]" * 253)}
+    orjson.dumps(event)
+    outcome = judge(event)
+    ((_, code, _),) = outcome.rejected
+    ((_, value),) = outcome.dead
+    letter = orjson.loads(value)
+    assert code == "invalid" and "event" not in letter
+    assert letter["event_text"].startswith('{"event_type"')
+
+
+def test_context_fields_the_schema_drops_are_not_judged() -> None:
+    ignored = {"library": {"name": "x\x00"}, "note\ud800": 1}
+    outcome = judge({**GOOD, "context": {"locale": "de", **ignored}})
+    assert outcome.accepted_count == 1
+    ((_, value),) = outcome.accepted
+    assert orjson.loads(value)["context"] == {"locale": "de"}
+    refused = judge({**GOOD, "context": {"locale": "d\x00e", **ignored}})
+    assert [code for _, code, _ in refused.rejected] == ["unstorable_text"]

@@ -20,3 +20,15 @@ async def test_all_done_waits_for_every_future_and_never_cancels_them() -> None:
         await asyncio.wait_for(all_done(pending), 0.01)
     assert not pending[0].cancelled()  # a deadline leaves the producer's future alone
     await all_done([])
+
+
+def test_cached_partitioner_matches_kafkas_default() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from ingest_api.publisher import partition_for
+
+    partitions = list(range(6))
+    for key in (b"u-1", b"anonymous-2", "ü".encode(), b""):
+        assert partition_for(key, partitions, partitions) == DefaultPartitioner()(
+            key, partitions, partitions
+        )

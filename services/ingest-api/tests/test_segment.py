@@ -97,7 +97,20 @@ def test_track_maps_ids_times_commerce_fields_and_context() -> None:
             "os_name": "iOS",
             "os_version": "17.1",
         },
+        # The whole context, kept as it came.
+        "raw_context": message["context"],
     }
+
+
+def test_raw_context_keeps_every_key_but_the_address() -> None:
+    context = {
+        "ip": "203.0.113.9",
+        "device": {"id": "device-1", "type": "android"},
+        "campaign": {"name": "spring"},
+        "custom": {"experiment": "b"},
+    }
+    event, _ = to_event({"userId": "u", "event": "X", "context": context}, "track", T0, None)
+    assert event["raw_context"] == {k: v for k, v in context.items() if k != "ip"}
 
 
 def test_other_calls() -> None:
@@ -113,6 +126,13 @@ def test_other_calls() -> None:
     # No client time at all: the receive time, and nothing to correct.
     assert identify["timestamp"] == T0.isoformat() and sent_at is None
     assert identify["properties"] == {"traits": {"plan": "pro"}}
+    rudder, _ = to_event(
+        {"userId": "u", "context": {"traits": {"plan": "pro", "email": "e"}}, "traits": {"x": 1}},
+        "identify",
+        T0,
+        None,
+    )
+    assert rudder["properties"] == {"traits": {"plan": "pro", "email": "e", "x": 1}}
     group, _ = to_event({"userId": "u", "groupId": "g"}, "group", T0, None)
     assert group["properties"] == {"group_id": "g", "traits": {}}
     alias, _ = to_event({"userId": "u", "previousId": "a"}, "alias", T0, None)
@@ -157,6 +177,20 @@ def test_batch_messages_are_mapped_one_by_one_with_batch_context() -> None:
     assert mapped[2].error == ("not_an_object", "message must be an object")
     # An unreadable sentAt only means no clock correction (as Segment treats it).
     assert mapped[3].error is None and mapped[3].sent_at == T0
+
+
+def test_context_ip_reads_the_message_then_the_batch() -> None:
+    from ipaddress import ip_address
+
+    from ingest_api.segment import context_ip
+
+    assert context_ip({"context": {"ip": " 203.0.113.9 "}}, {}) == ip_address("203.0.113.9")
+    assert context_ip({}, {"ip": "2001:db8::1"}) == ip_address("2001:db8::1")
+    assert context_ip({"context": {"ip": "2001:db8::1"}}, {"ip": "203.0.113.9"}) == ip_address(
+        "2001:db8::1"
+    )
+    for message in ({"context": {"ip": "not an address"}}, {"context": {"ip": 7}}, "x", {}):
+        assert context_ip(message, {}) is None
 
 
 def test_values_outside_the_schemas_bounds_stay_in_properties_only() -> None:

@@ -70,8 +70,10 @@ def test_ledger_claim_skips_a_version_already_claimed() -> None:
 
 def test_migrations_are_versioned_and_create_everything() -> None:
     steps = sql.migrations(Dialect.POSTGRES)
-    assert [v for v, _ in steps] == [1, 2, 3]
-    v1, v2, v3 = ("\n".join(s) for _, s in steps)
+    assert [v for v, _ in steps] == [1, 2, 3, 4, 5]
+    v1, v2, v3, _, v5 = ("\n".join(s) for _, s in steps)
+    # A table added after v1 reaches existing warehouses through its own step.
+    assert "CREATE TABLE IF NOT EXISTS analytics.anomalies (" in v3
     assert "CREATE SCHEMA IF NOT EXISTS analytics" in v1
     for table in (
         "events",
@@ -98,11 +100,11 @@ def test_migrations_are_versioned_and_create_everything() -> None:
         "load_status",
     ):
         assert f"CREATE OR REPLACE VIEW analytics.{view} AS" in v2
-    # v3: the per-source events key, the ranges corrections replace, load_status by kind.
-    assert "DROP CONSTRAINT IF EXISTS events_pkey" in v3
-    assert "ADD CONSTRAINT events_pkey PRIMARY KEY (source, event_id)" in v3
-    assert "CREATE TABLE IF NOT EXISTS analytics.replaced_ranges (" in v3
-    assert "AS corrections_loaded" in v3
+    # v5: the per-source events key, the ranges corrections replace, load_status by kind.
+    assert "DROP CONSTRAINT IF EXISTS events_pkey" in v5
+    assert "ADD CONSTRAINT events_pkey PRIMARY KEY (source, event_id)" in v5
+    assert "CREATE TABLE IF NOT EXISTS analytics.replaced_ranges (" in v5
+    assert "AS corrections_loaded" in v5
     # Every statement can run again (IF NOT EXISTS / OR REPLACE / a key dropped, then added).
     for _, statements in steps:
         for statement in statements:

@@ -254,6 +254,11 @@ class Event(BaseModel):
     currency: Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)] | None = None
     properties: dict[str, Any] | None = Field(default=None, description="Free-form properties.")
     context: EventContext | None = None
+    raw_context: dict[str, Any] | None = Field(
+        default=None,
+        description="The tracker's own context, kept whole: Segment's and RudderStack's "
+        "`context` object, Snowplow's context entities and unmapped fields.",
+    )
 
     @model_validator(mode="after")
     def _needs_an_identity(self) -> Event:

@@ -53,3 +53,18 @@ class S3Settings(BaseSettings):
             kwargs["access_key"] = self.aws_access_key_id
             kwargs["secret_key"] = self.aws_secret_access_key.get_secret_value()
         return kwargs
+
+
+class KinesisSettings(BaseSettings):
+    """Kinesis Data Streams as the bus (INGEST_SINK / PROCESSOR_SOURCE = kinesis; docs/aws.md).
+
+    Credentials come from the AWS default chain (IRSA on EKS, AWS_ACCESS_KEY_ID locally).
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    kinesis_stream_name: str = "clickstream-events"
+    # The collector's rejected events (the dead-letter topic's counterpart).
+    kinesis_dead_letter_stream_name: str = "clickstream-events-dlq"
+    kinesis_region: str = "us-east-1"
+    kinesis_endpoint_url: str | None = None  # empty: AWS; a local endpoint (kinesis-local)

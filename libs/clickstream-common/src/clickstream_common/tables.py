@@ -8,6 +8,7 @@ and the DDL, so the three cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from clickstream_common.schema import (
@@ -210,6 +211,58 @@ SESSIONS = TableSpec(
     replace_scope=ReplaceScope(group="user_key", start="session_start", end="session_end"),
 )
 
+ANOMALIES = TableSpec(
+    name="anomalies",
+    columns=(
+        *_WINDOW,
+        # e.g. events:checkout:web, conversion:purchase_per_product_view, revenue
+        Column("series", LogicalType.STRING, nullable=False),
+        Column("observed", LogicalType.DOUBLE, nullable=False),
+        Column("expected", LogicalType.DOUBLE, nullable=False),
+        Column("expected_low", LogicalType.DOUBLE, nullable=False),
+        Column("expected_high", LogicalType.DOUBLE, nullable=False),
+        Column("score", LogicalType.DOUBLE, nullable=False),  # signed; |score| >= threshold
+        Column("model", LogicalType.STRING, nullable=False),
+        Column("detected_at", LogicalType.TIMESTAMP, nullable=False),
+        BATCH_ID,
+    ),
+    # Written by the anomaly detector (not Spark) through clickstream_common.lake_writer; a
+    # bucket scored again after a restart replaces its row.
+    key=("series", "window_start"),
+    merge=MergeMode.UPSERT_LATEST,
+    sort_key="window_start",
+)
+
+SESSION_INACTIVITY_GAP = timedelta(minutes=30)
+"""The pause that ends a session: the default of PROCESSOR_SESSION_GAP, and the gap on which
+the warehouse's stitched sessions join a visitor's sessions from before and after login."""
+
+IDENTITIES = TableSpec(
+    name="identities",
+    columns=(
+        # An anonymous id (or a user id that an alias call retired) and the user it belongs to.
+        Column("anonymous_id", _event_column("anonymous_id").type, nullable=False),
+        Column("user_id", _event_column("user_id").type, nullable=False),
+        # The earliest event time at which the two were seen together, in the micro-batch
+        # that first linked them, and that event.
+        Column("first_seen_at", LogicalType.TIMESTAMP, nullable=False),
+        Column("source", LogicalType.STRING, nullable=False),
+        Column("event_id", LogicalType.STRING, nullable=False),
+        # "event": one event carried both ids (identify, or any call after login);
+        # "alias": an alias call named the previous id.
+        Column("linked_by", LogicalType.STRING, nullable=False),
+        BATCH_ID,
+    ),
+    # One row per anonymous id, the first link wins: an anonymous id belongs to the first
+    # user seen with it (a shared device's later users do not take it over).
+    key=("anonymous_id",),
+    merge=MergeMode.INSERT_NEW,
+    sort_key="anonymous_id",
+    # Joined to events and sessions on their user_key, which those tables distribute by.
+    dist_key="anonymous_id",
+    time_column="first_seen_at",
+)
+
 TABLES: dict[str, TableSpec] = {
     t.name: t
     for t in (
@@ -219,6 +272,8 @@ TABLES: dict[str, TableSpec] = {
         PAGE_VIEWS_MINUTE,
         PRODUCT_STATS_MINUTE,
         SESSIONS,
+        IDENTITIES,
+        ANOMALIES,
     )
 }
 """Every processed data set, by name; each is one warehouse table of the same name."""

@@ -11,7 +11,9 @@ A new tracker protocol is a module with a handler and its `Route`s, added to `RO
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -46,9 +48,15 @@ Handler = Callable[["Collector", Request], Awaitable[Response]]
 class Route:
     """A path the core serves, the methods it answers and the handler that does."""
 
-    path: str
+    path: str  # exact, or with `{name}` segments (matched by `Collector.routes_of`)
     methods: tuple[str, ...]
     handler: Handler
+
+
+def path_pattern(template: str) -> re.Pattern[str]:
+    """`/snowplow/{write_key}/i` -> a pattern matching one non-empty segment per name."""
+    parts = re.split(r"\{[a-z_]+\}", template)
+    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
 
 
 def utc_now() -> datetime:
@@ -69,7 +77,16 @@ class Collector:
             routes = ROUTES
         self.settings = settings
         self.publisher = publisher
-        self.routes = {route.path: route for route in routes}
+        # path -> method -> route: one path may have a handler per method.
+        by_path: dict[str, dict[str, Route]] = {}
+        for route in routes:
+            for method in route.methods:
+                by_path.setdefault(route.path, {})[method] = route
+        self.routes = {path: r for path, r in by_path.items() if "{" not in path}
+        # Paths that name a write key (`/snowplow/{write_key}/i`): tried after the exact ones.
+        self.templates = tuple(
+            (path_pattern(path), r) for path, r in by_path.items() if "{" in path
+        )
         self.clock = clock
         self.limiter = RateLimiter()
         self.trusted = parse_networks(settings.ingest_trusted_proxies)
@@ -94,12 +111,22 @@ class Collector:
 
     # --- the entry point -----------------------------------------------------------------
 
+    def routes_of(self, path: str) -> dict[str, Route] | None:
+        """The routes serving a path, by method: exact paths first, then templates."""
+        by_method = self.routes.get(path)
+        if by_method is None:
+            for pattern, candidate in self.templates:
+                if pattern.match(path):
+                    return candidate
+        return by_method
+
     async def handle(self, request: Request) -> Response:
-        route = self.routes.get(request.path)
-        if route is None:
+        by_method = self.routes_of(request.path)
+        if by_method is None:
             return json_response(404, error_body("http_404", "Not Found"))
-        if request.method not in route.methods:
-            allow = ", ".join(route.methods)
+        route = by_method.get(request.method)
+        if route is None:
+            allow = ", ".join(by_method)
             return json_response(
                 405, error_body("http_405", "Method Not Allowed"), headers=[("allow", allow)]
             )
@@ -175,14 +202,25 @@ class Collector:
             address, settings.ingest_client_ip_ipv4_prefix, settings.ingest_client_ip_ipv6_prefix
         )
 
-    def facts(self, request: Request, client: Client, received_at: datetime) -> RequestFacts:
+    def reported_ip(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        """An address a trusted server source reported for its user, cut like the request's."""
+        settings = self.settings
+        return truncate_ip(
+            address, settings.ingest_client_ip_ipv4_prefix, settings.ingest_client_ip_ipv6_prefix
+        )
+
+    def facts(
+        self, request: Request, client: Client, received_at: datetime, anonymous: bool = False
+    ) -> RequestFacts:
         headers = request.headers
         # The request's own User-Agent describes the user only when a browser sent it.
         browser = "origin" in headers or request.method == "GET"
         return RequestFacts(
             source=client.source,
             received_at=received_at,
-            client_ip=self.client_ip(request.peer, headers.get("x-forwarded-for")),
+            client_ip=None
+            if anonymous
+            else self.client_ip(request.peer, headers.get("x-forwarded-for")),
             fallback_user_agent=headers.get("user-agent") if browser else None,
             tolerance=self.tolerance,
             maximum=self.maximum,
@@ -209,17 +247,20 @@ class Collector:
         candidates: list[Candidate],
         endpoint: str,
         batch: Batch,
+        anonymous: bool = False,
     ) -> Outcome:
         """Validate, enrich and publish; return only once the bus holds every accepted event.
 
         Takes over `candidates` (emptied once validated) and the outcome's records (emptied
-        once the publisher holds them): callers read counts and reasons from the outcome."""
+        once the publisher holds them): callers read counts and reasons from the outcome.
+        `anonymous`: the client asked that its address not be recorded (Snowplow's
+        SP-Anonymous)."""
         count = len(candidates)
         metrics.BATCH_EVENTS.observe(count)
         self.check_rate(client, count)
         outcome = process(
             candidates,
-            self.facts(request, client, received_at),
+            self.facts(request, client, received_at, anonymous),
             self.limits,
             request.request_id,
             endpoint,

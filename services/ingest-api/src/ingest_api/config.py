@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,6 +33,12 @@ class WriteKey(BaseModel):
     rate_limit_burst: int | None = Field(
         default=None, ge=0, description="Events allowed at once above the sustained rate."
     )
+    use_context_ip: bool = Field(
+        default=False,
+        description="A trusted server source: its SDK reports the end user's address in "
+        "context.ip (Segment, RudderStack), which becomes the event's client address. Only "
+        "for keys kept on your servers; a browser could claim any address.",
+    )
 
 
 class Settings(CommonSettings):
@@ -44,6 +50,8 @@ class Settings(CommonSettings):
         '"rate_limit_events_per_second", "rate_limit_burst"}, as a JSON object',
     )
     ingest_publish_timeout_seconds: float = 5.0
+    # The bus accepted events go to: "kafka", or "kinesis" (KINESIS_* settings; docs/aws.md).
+    ingest_sink: Literal["kafka", "kinesis"] = "kafka"
     ingest_max_events_per_request: int = 500
     ingest_max_request_bytes: int = 1024 * 1024
     # At most 512 KiB, so an event (and its dead letter) always fits a Kafka record of 1 MiB.
@@ -94,6 +102,10 @@ class Settings(CommonSettings):
     ingest_max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     # Idle time a keep-alive connection is kept open between requests (uvicorn's own knob).
     ingest_keep_alive_seconds: int = Field(default=5, ge=1)
+    # The collector's public base URL, for the settings documents that point SDKs back at it
+    # (Segment's settings, RudderStack's source config); unset: the request's own scheme and
+    # host (X-Forwarded-Proto/-Host from INGEST_TRUSTED_PROXIES).
+    ingest_public_url: str | None = None
 
     @field_validator("ingest_write_keys", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ import re
 import uuid
 import zlib
 from collections.abc import AsyncIterable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -22,6 +22,7 @@ from clickstream_common.schema import (
     STANDARD_EVENT_TYPES,
     UNSTORABLE_TEXT_PATTERN,
     Event,
+    EventContext,
     UtcDatetime,
     unstorable_text,
     user_key_of,
@@ -49,6 +50,9 @@ class Candidate(NamedTuple):
     event: Any  # the native event object to validate (Segment messages are mapped first)
     sent_at: datetime | None
     error: tuple[str, str] | None = None  # (code, reason) when mapping already failed
+    # The end user's address as a trusted server source reported it (context.ip), already
+    # cut to its network; None: the request's own address.
+    client_ip: str | None = None
 
 
 @dataclass
@@ -217,7 +221,7 @@ def parse_datetime(value: Any, what: str) -> datetime | None:
     try:
         return _DATETIME.validate_python(value)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_sent_at", f"{what}: {describe(exc)}") from exc
+        raise ApiError(400, "invalid_sent_at", describe(exc, what)[1]) from exc
 
 
 def check_count(count: int, limits: Limits) -> None:
@@ -263,23 +267,31 @@ def printable(text: str, limit: int = REASON_MAX_LENGTH) -> str:
     return _UNPRINTABLE.sub("\ufffd", text)
 
 
-def describe(error: ValidationError) -> tuple[str, str]:
+def describe(error: ValidationError, subject: str = "event") -> tuple[str, str]:
     """(code, one line naming each invalid field and why). The code is the first error's own
-    name where the schema names it (time_out_of_range, too_long_to_index), else invalid."""
+    name where the schema names it (time_out_of_range, too_long_to_index), else invalid.
+    `subject` names what was validated when the error is about it as a whole."""
     parts = []
     code = "invalid"
     for number, item in enumerate(error.errors(include_url=False)):
         if number == 0 and item["type"] in _NAMED_ERRORS:
             code = item["type"]
-        where = ".".join(str(p)[:64] for p in item["loc"]) or "event"
+        where = ".".join(str(p)[:64] for p in item["loc"]) or subject
         parts.append(f"{where}: {item['msg']}")
     return code, printable("; ".join(parts))
+
+
+_CONTEXT_FIELDS = frozenset(EventContext.model_fields)
 
 
 def check_event(raw: Any, limits: Limits, check_text: bool) -> tuple[Event | None, str, str]:
     """(event, "", "") when valid, else (None, code, reason)."""
     if not isinstance(raw, dict):
         return None, "not_an_object", "event must be a JSON object"
+    context = raw.get("context")
+    if isinstance(context, dict) and not context.keys() <= _CONTEXT_FIELDS:
+        # The schema drops context fields it does not know: judge what would be published.
+        raw = {**raw, "context": {k: v for k, v in context.items() if k in _CONTEXT_FIELDS}}
     if check_text:
         problem = unstorable_text(raw)
         if problem:
@@ -330,10 +342,12 @@ def echo(original: Any, max_bytes: int) -> dict[str, Any]:
     of the whole text either way (values orjson cannot write are written by `json_text`)."""
     try:
         text = orjson.dumps(original)
-        writable = True
     except orjson.JSONEncodeError:
         text = json_text(original).encode()
         writable = False
+    else:
+        # In the letter the original sits one level deeper: it must still be writable there.
+        writable = _nests_one_more(original)
     copy: dict[str, Any] = {
         "event_bytes": len(text),
         "event_sha256": hashlib.sha256(text).hexdigest(),
@@ -345,6 +359,14 @@ def echo(original: Any, max_bytes: int) -> dict[str, Any]:
     else:
         copy["event_excerpt"] = text[:DEAD_LETTER_EXCERPT_BYTES].decode("utf-8", "ignore")
     return copy
+
+
+def _nests_one_more(value: Any) -> bool:
+    try:
+        orjson.dumps([value])
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def json_text(value: Any) -> str:
@@ -390,7 +412,7 @@ def process(
     """Validate and enrich each event; invalid ones become dead letters with their reason."""
     outcome = Outcome()
     source_key = facts.source.encode()
-    for index, (original, raw, sent_at, error) in enumerate(candidates):
+    for index, (original, raw, sent_at, error, reported_ip) in enumerate(candidates):
         if error is not None:
             event, code, reason = None, error[0], printable(error[1])
         else:
@@ -410,7 +432,8 @@ def process(
             outcome.dead.append((source_key, orjson.dumps(letter, option=_DUMPS_OPTIONS)))
             continue
         event_id = "" if event.event_id else derived_event_id(facts.source, batch.digest, index)
-        enriched = enrich(event, facts, sent_at, event_id)
+        own = facts if reported_ip is None else replace(facts, client_ip=reported_ip)
+        enriched = enrich(event, own, sent_at, event_id)
         adjusted = enriched.get("event_time_adjusted")
         if adjusted:
             outcome.adjusted[adjusted] = outcome.adjusted.get(adjusted, 0) + 1

@@ -28,7 +28,7 @@ from ingest_api.middleware import (
 )
 from ingest_api.openapi import components
 from ingest_api.publisher import Publisher, publisher_from_settings
-from ingest_api.routes import events, health, pixel, segment, tracker
+from ingest_api.routes import events, health, pixel, segment, tracker, trackers
 from ingest_api.routing import ROUTES
 
 SECURITY_SCHEMES = {
@@ -78,7 +78,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    for module in (events, segment, pixel, tracker, health):
+    for module in (events, segment, trackers, pixel, tracker, health):
         app.include_router(module.router)
     # Added innermost first: requests pass request id, telemetry, CORS, then dispatch.
     if settings.ingest_fast_path:

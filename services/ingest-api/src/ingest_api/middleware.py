@@ -27,6 +27,7 @@ from ingest_api import metrics
 from ingest_api.asgi import REQUEST_ID_KEY, ROUTE_KEY, serve
 from ingest_api.auth import find_key, origin_allowed
 from ingest_api.config import Settings
+from ingest_api.sdk_settings import path_write_key
 
 log = logging.getLogger("ingest_api.access")
 
@@ -37,6 +38,9 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SANE_ORIGIN = re.compile(r"^[\x21-\x7e]{1,512}$")
 _ALLOW_METHODS = b"GET, POST, OPTIONS"
 _ALLOW_HEADERS = b"Content-Type, Content-Encoding, Authorization, X-Write-Key, X-Request-ID"
+# SDKs add headers of their own (RudderStack's AnonymousId, Segment's X-Retry-Count,
+# Snowplow's SP-Anonymous): a preflight is allowed the headers it asks for, within reason.
+_REQUESTED_HEADERS = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~ ,-]{1,512}$")
 _EXPOSE_HEADERS = b"Retry-After, X-Request-ID"
 
 
@@ -161,23 +165,33 @@ class CorsMiddleware:
         )
 
     def _preflight_origins(self, scope: Scope) -> tuple[str, ...]:
+        # A key named by the path (Snowplow's endpoint, Segment's settings) or the query.
+        presented = path_write_key(scope["path"])
         query = scope.get("query_string", b"").decode("latin-1")
-        if "write_key=" in query:
-            presented = dict(parse_qsl(query)).get("write_key")
-            if presented:
-                key = find_key(presented, self.settings.ingest_write_keys)
-                if key is not None:
-                    return self.settings.origins_of(key)
+        if presented is None and ("write_key=" in query or "writeKey=" in query):
+            params = dict(parse_qsl(query))
+            presented = params.get("write_key") or params.get("writeKey")
+        if presented:
+            key = find_key(presented, self.settings.ingest_write_keys)
+            if key is not None:
+                return self.settings.origins_of(key)
         return self.any_key_origins
 
     async def _preflight(self, scope: Scope, send: Send, origin: str) -> None:
         allowed = origin_allowed(origin, self._preflight_origins(scope))
         headers = [(b"vary", b"Origin"), (b"content-length", b"0")]
         if allowed:
+            requested = header(scope, b"access-control-request-headers") or ""
+            allow_headers = _ALLOW_HEADERS
+            if _REQUESTED_HEADERS.match(requested):
+                allow_headers += b", " + requested.encode("latin-1")
             headers += [
                 (b"access-control-allow-origin", origin.encode("latin-1")),
+                # Snowplow's and RudderStack's browser SDKs send with credentials; the
+                # collector sets no cookie, and the write key is what authorises.
+                (b"access-control-allow-credentials", b"true"),
                 (b"access-control-allow-methods", _ALLOW_METHODS),
-                (b"access-control-allow-headers", _ALLOW_HEADERS),
+                (b"access-control-allow-headers", allow_headers),
                 # Browsers cache the answer (Chromium caps it at 2 hours).
                 (b"access-control-max-age", self.max_age),
             ]
@@ -206,6 +220,7 @@ class CorsMiddleware:
                     headers = [
                         *message.get("headers", ()),
                         (b"access-control-allow-origin", origin.encode("latin-1")),
+                        (b"access-control-allow-credentials", b"true"),
                         (b"access-control-expose-headers", _EXPOSE_HEADERS),
                         (b"vary", b"Origin"),
                     ]

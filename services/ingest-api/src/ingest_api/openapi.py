@@ -12,7 +12,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from clickstream_common.schema import USER_KEY_FIELDS, Event
+from clickstream_common.schema import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    UNSTORABLE_TEXT_PATTERN,
+    USER_KEY_FIELDS,
+    Event,
+)
 from ingest_api.segment import SegmentBatch, SegmentMessage
 
 REF = "#/components/schemas/{model}"
@@ -71,7 +77,24 @@ def components(max_events: int) -> dict[str, Any]:
         {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
         for name in USER_KEY_FIELDS
     ]
+    # Free-form objects hold storable text only (`unstorable_text` refuses the event
+    # otherwise): what a client may send, described to a depth of three levels.
+    for name in ("properties", "raw_context"):
+        event["properties"][name]["anyOf"][0] = storable_object()
+    # Times the stores can hold lie between EARLIEST_TIME and LATEST_TIME in UTC; whether a
+    # time of their own years does depends on its offset, so those years are left out.
+    edges = f"{EARLIEST_TIME.year:04d}-|{LATEST_TIME.year:04d}-"
+    event["properties"]["timestamp"]["pattern"] = f"^(?!{edges})"
     return defs
+
+
+def storable_object() -> dict[str, Any]:
+    """A JSON object whose names and texts hold no character the stores refuse."""
+    text = {"type": "string", "pattern": f"^[^{UNSTORABLE_TEXT_PATTERN[1:-1]}]*$"}
+    scalar = {"anyOf": [text, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
+    inner = {"type": "object", "propertyNames": text, "additionalProperties": scalar}
+    value = {"anyOf": [scalar, {"type": "array", "items": scalar}, inner]}
+    return {"type": "object", "propertyNames": text, "additionalProperties": value}
 
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:

@@ -248,7 +248,12 @@ def _consume(future: asyncio.Future[object]) -> None:
 
 
 def publisher_from_settings(settings: Settings) -> Publisher:
-    """The bus the settings name (Kafka is the only one so far)."""
+    """The bus the settings name: Kafka, or Kinesis (INGEST_SINK=kinesis; docs/aws.md)."""
+    if settings.ingest_sink == "kinesis":
+        from clickstream_common.settings import KinesisSettings
+        from ingest_api.kinesis_publisher import KinesisPublisher  # the AWS SDK only if used
+
+        return KinesisPublisher(KinesisSettings(), settings.ingest_publish_timeout_seconds)
     return KafkaPublisher(
         settings.kafka_bootstrap_servers,
         settings.ingest_publish_timeout_seconds,

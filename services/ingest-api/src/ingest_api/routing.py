@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest_api import native, pixel, segment
+from ingest_api import native, pixel, segment, trackers
 from ingest_api.collector import Route
 
-ROUTES: tuple[Route, ...] = (*native.ROUTES, *segment.ROUTES, *pixel.ROUTES)
+ROUTES: tuple[Route, ...] = (*native.ROUTES, *segment.ROUTES, *trackers.ROUTES, *pixel.ROUTES)

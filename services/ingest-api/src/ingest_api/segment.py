@@ -9,6 +9,7 @@ snake_case event, and the original name stays in `properties.segment_event`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,7 @@ from ingest_api.collector import Collector, Route
 from ingest_api.errors import ApiError
 from ingest_api.exchange import Request, Response, json_response
 from ingest_api.intake import Batch, Candidate, Limits, check_count, parse_body, parse_datetime
+from ingest_api.sdk_settings import SEGMENT_SHORT_PATHS
 
 SEGMENT_EVENT_TYPES: dict[str, str] = {
     "product viewed": "product_view",
@@ -146,6 +148,21 @@ def _lift_commerce(event: dict[str, Any], props: dict[str, Any]) -> None:
         event["search_query"] = query
 
 
+def context_ip(
+    message: Any, batch_context: dict[str, Any]
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The end user's address a server-side SDK reports in `context.ip` (the message's,
+    else the batch's), when it is one."""
+    context = _dict(message.get("context")) if isinstance(message, dict) else {}
+    value = context.get("ip", batch_context.get("ip"))
+    if not isinstance(value, str):
+        return None
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
 def lenient_datetime(value: Any) -> datetime | None:
     """Segment's sentAt only corrects clocks: one that cannot be read is left out."""
     try:
@@ -198,7 +215,9 @@ def to_event(
                 if isinstance(message.get(key), str):
                     properties.setdefault(key, message[key])
         elif call == "identify":
-            properties = {"traits": _dict(message.get("traits"))}
+            # RudderStack's SDKs carry identify traits in context.traits.
+            traits = {**_dict(context.get("traits")), **_dict(message.get("traits"))}
+            properties = {"traits": traits}
         elif call == "group":
             properties = {
                 "group_id": message.get("groupId"),
@@ -220,6 +239,10 @@ def to_event(
     native = native_context(context)
     if native:
         event["context"] = native
+    # The whole context, except the address: that becomes client_ip, cut to its network.
+    kept = {k: v for k, v in context.items() if k != "ip"}
+    if kept:
+        event["raw_context"] = kept
     return event, sent_at
 
 
@@ -258,7 +281,9 @@ def candidates(
 async def collect_segment(collector: Collector, request: Request) -> Response:
     """200 once the request is handled, with the messages that were refused named (they
     are in the dead-letter topic), as Segment's own API answers; SDKs do not resend them."""
-    call = request.path.removeprefix("/v1/")
+    name = request.path.removeprefix("/v1/")
+    # analytics-next's short paths (`/v1/t` ...) name the call by its first letter.
+    call = SEGMENT_SHORT_PATHS.get(name, name)
     single = call if call in CALL_TYPES else None
     # The key is checked before the body is read, unless only the body can carry it.
     offered = collector.offered_key(request)
@@ -273,6 +298,8 @@ async def collect_segment(collector: Collector, request: Request) -> Response:
                 body_key = None
             client = collector.authenticate(request, body_key)
         mapped = request_candidates(document, single, received_at, collector.limits)
+        if client.key.use_context_ip:
+            with_context_ips(mapped, document, single, collector)
         del document
         endpoint = single or "batch"
         outcome = await collector.ingest(request, client, received_at, mapped, endpoint, batch)
@@ -280,6 +307,19 @@ async def collect_segment(collector: Collector, request: Request) -> Response:
         return exc.response(client.allowed_origins if client else None)
     result = {"success": not outcome.rejected, **outcome.result()}
     return json_response(200, result, allowed_origins=client.allowed_origins)
+
+
+def with_context_ips(
+    mapped: list[Candidate], document: dict[str, Any], single: str | None, collector: Collector
+) -> None:
+    """For a trusted server source: each event's client address is the `context.ip` its
+    message reports (cut to its network like the request's own)."""
+    messages = [document] if single else document["batch"]  # checked by request_candidates
+    batch_context = {} if single else _dict(document.get("context"))
+    for index, (message, candidate) in enumerate(zip(messages, mapped, strict=True)):
+        address = context_ip(message, batch_context)
+        if address is not None:
+            mapped[index] = candidate._replace(client_ip=collector.reported_ip(address))
 
 
 def request_document(body: bytes) -> tuple[dict[str, Any], Batch]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from clickstream_common.settings import CommonSettings, S3Settings
+from typing import Literal
+
+from clickstream_common.settings import CommonSettings, KinesisSettings, S3Settings
 
 
-class Settings(CommonSettings, S3Settings):
+class Settings(CommonSettings, S3Settings, KinesisSettings):
     processor_spark_master: str = "local[2]"
     processor_spark_jars: str = ""
     processor_checkpoint_location: str = "/tmp/clickstream/checkpoints"  # noqa: S108
@@ -19,6 +21,8 @@ class Settings(CommonSettings, S3Settings):
     processor_exclude_bots: bool = True
     processor_metrics_host: str = "0.0.0.0"  # noqa: S104  # scraped from other pods
     processor_metrics_port: int = 9091
+    # The bus the job reads: "kafka", or "kinesis" (KINESIS_* settings; docs/aws.md).
+    processor_source: Literal["kafka", "kinesis"] = "kafka"
     processor_starting_offsets: str = "earliest"
     processor_max_offsets_per_trigger: int = 200_000
     # One per task slot (local[2]; 2 executors x 1 core): each is a state store per stateful

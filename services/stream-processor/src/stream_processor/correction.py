@@ -905,14 +905,14 @@ def _progress_bar(enabled: bool) -> tuple[Progress, Callable[[], None]]:
     from rich.progress import Progress as Bar
 
     bar = Bar(TextColumn("{task.description:<45}"), BarColumn(), TimeElapsedColumn())
-    task = bar.add_task("correction", total=6)
+    task = bar.add_task("correction", total=7)
     bar.start()
 
     def step(description: str) -> None:
         bar.update(task, advance=1, description=description)
 
     def finish() -> None:
-        bar.update(task, completed=6)
+        bar.update(task, completed=7)
         bar.stop()
 
     return step, finish
@@ -943,28 +943,28 @@ def main(argv: Sequence[str]) -> int:
     settings = Settings()
     configure_logging("stream-processor", settings.log_level)
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    spark = correction_session(settings)
     lake = LakeIndex.from_settings(settings)
+    if args.every is not None:
+        every = settings.processor_correction_interval_seconds if args.every < 0 else args.every
+        return _loop(lake, settings, every)
+    step, finish = _progress_bar(not args.no_progress)
+    step("starting Spark")
+    spark = correction_session(settings)
     try:
-        if args.every is not None:
-            every = settings.processor_correction_interval_seconds if args.every < 0 else args.every
-            return _loop(spark, lake, settings, every)
-        step, finish = _progress_bar(not args.no_progress)
-        try:
-            if args.start is not None:
-                report = correct_range(spark, lake, settings, args.start, args.end, step)
-            else:
-                report = correct_pending(spark, lake, settings, step)
-        finally:
-            finish()
-        print(report.summary())
-        return 0
+        if args.start is not None:
+            report = correct_range(spark, lake, settings, args.start, args.end, step)
+        else:
+            report = correct_pending(spark, lake, settings, step)
     finally:
+        finish()
         spark.stop()
+    print(report.summary())
+    return 0
 
 
-def _loop(spark: SparkSession, lake: LakeIndex, settings: Settings, every: float) -> int:
-    """The scheduled component: an incremental pass every `every` seconds until stopped."""
+def _loop(lake: LakeIndex, settings: Settings, every: float) -> int:
+    """The scheduled component: an incremental pass every `every` seconds until stopped.
+    /metrics answers from the start; the Spark session is made once and kept."""
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -980,6 +980,7 @@ def _loop(spark: SparkSession, lake: LakeIndex, settings: Settings, every: float
         ready=healthy.is_set,
     ).start()
     log.info("correction loop started", extra={"every_seconds": every})
+    spark = correction_session(settings)
     try:
         while not stopping.is_set():
             begin = time.monotonic()
@@ -995,5 +996,6 @@ def _loop(spark: SparkSession, lake: LakeIndex, settings: Settings, every: float
                 log.exception("correction pass failed; the next one starts over")
             stopping.wait(max(0.0, every - (time.monotonic() - begin)))
     finally:
+        spark.stop()
         probe.stop()
     return 0

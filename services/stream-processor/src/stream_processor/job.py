@@ -29,9 +29,10 @@ from clickstream_common.kafka_security import spark_kafka_options
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
-from stream_processor import metrics, transforms
+from stream_processor import identities, metrics, transforms
 from stream_processor.config import Settings
 from stream_processor.kafka_check import wait_for_kafka
+from stream_processor.kinesis_source import kinesis_stream
 from stream_processor.live_figures import LiveFigures
 from stream_processor.progress import BatchProgress, batch_progress
 from stream_processor.session import build_session
@@ -61,6 +62,21 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .options(**spark_kafka_options(settings))
         .load()
     )
+
+
+def source_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The events, from the bus PROCESSOR_SOURCE names, in the Kafka source's columns."""
+    if settings.processor_source == "kinesis":
+        secret = settings.aws_secret_access_key
+        keys = settings.aws_access_key_id
+        return kinesis_stream(
+            spark,
+            settings,
+            settings.processor_starting_offsets,
+            settings.processor_max_offsets_per_trigger,
+            (keys, secret.get_secret_value()) if keys and secret else None,
+        )
+    return kafka_stream(spark, settings)
 
 
 def _freshness(query: str, newest: datetime | None) -> None:
@@ -103,6 +119,7 @@ class BatchWriters:
         self.writer.write_table(
             EVENTS.name, rows, batch_id, EVENTS.time_column, newest, source_offsets=offsets
         )
+        identities.write_identities(self.writer, valid, batch_id, newest)
         _freshness(LAKE, newest)
 
     def windows(self, aggregates: DataFrame, batch_id: int) -> None:
@@ -162,9 +179,10 @@ class BatchWriters:
         )
 
 
-def start_queries(
+def query_starters(
     spark: SparkSession, settings: Settings, writer: LakeWriter
-) -> list[StreamingQuery]:
+) -> dict[str, Callable[[], StreamingQuery]]:
+    """Per query, a function that starts it (again: from its checkpoint)."""
     checkpoints = settings.processor_checkpoint_location.rstrip("/")
     trigger = settings.processor_trigger_interval
     batches = BatchWriters(
@@ -191,35 +209,48 @@ def start_queries(
 
     deduplicated = transforms.without_bots(
         transforms.deduplicate(
-            transforms.aggregate_input(kafka_stream(spark, settings)),
+            transforms.aggregate_input(source_stream(spark, settings)),
             settings.processor_watermark_delay,
         ),
         settings.processor_exclude_bots,
     )
     sessions_input = transforms.without_bots(
         transforms.deduplicate(
-            transforms.aggregate_input(kafka_stream(spark, settings)),
+            transforms.aggregate_input(source_stream(spark, settings)),
             settings.processor_watermark_delay,
         ),
         settings.processor_exclude_bots,
     )
-    return [
-        start(LAKE, kafka_stream(spark, settings), "append", trigger, batches.lake),
-        start(
-            WINDOWS,
-            transforms.window_aggregates(deduplicated),
-            "update",
-            trigger,
-            batches.windows,
-        ),
-        start(
+    lake = source_stream(spark, settings)
+    windows = transforms.window_aggregates(deduplicated)
+    sessions = transforms.sessions(sessions_input, settings.processor_session_gap)
+    return {
+        LAKE: lambda: start(LAKE, lake, "append", trigger, batches.lake),
+        WINDOWS: lambda: start(WINDOWS, windows, "update", trigger, batches.windows),
+        SESSIONS_QUERY: lambda: start(
             SESSIONS_QUERY,
-            transforms.sessions(sessions_input, settings.processor_session_gap),
+            sessions,
             "append",
             settings.processor_sessions_trigger_interval,
             batches.sessions,
         ),
-    ]
+    }
+
+
+# Spark gives a Python worker (e.g. the Kinesis source's planner) 10 s to start and connect
+# back, a limit it hard-codes; on a CPU-starved machine an interpreter can take longer. The
+# query is then restarted from its checkpoint (exactly once as ever), a few times at most.
+TRANSIENT_FAILURES = ("Python worker failed to connect back",)
+MAX_RESTARTS = 5
+
+
+def restartable(query: StreamingQuery, restarts: int) -> bool:
+    error = query.exception()
+    return (
+        error is not None
+        and restarts < MAX_RESTARTS
+        and any(text in str(error) for text in TRANSIENT_FAILURES)
+    )
 
 
 def run() -> None:
@@ -233,6 +264,8 @@ def run() -> None:
     queries: list[StreamingQuery] = []
     # Up (not ready) before Kafka is: a broker that refuses the credentials keeps the probe
     # at 503 with the reason in the log, rather than failing queries and restarting.
+    starters = query_starters(spark, settings, writer)
+    restarts = dict.fromkeys(starters, 0)
     probe = ProbeServer(
         settings.processor_metrics_host,
         settings.processor_metrics_port,
@@ -247,13 +280,23 @@ def run() -> None:
     handler: Callable[[int, FrameType | None], None] = stop
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    if wait_for_kafka(spark, settings, stopping):
-        queries += start_queries(spark, settings, writer)
+    # With Kinesis as the bus there is no Kafka to wait for (the source's planner reports an
+    # unreachable stream by failing its query).
+    if settings.processor_source == "kinesis" or wait_for_kafka(spark, settings, stopping):
+        queries += [start() for start in starters.values()]
         log.info("streaming queries started", extra={"queries": [q.name for q in queries]})
     try:
         while not stopping.is_set():
-            for query in queries:
+            for i, query in enumerate(queries):
                 if not query.isActive:
+                    if restartable(query, restarts[query.name]):
+                        restarts[query.name] += 1
+                        log.warning(
+                            "query failed to start its Python worker; restarting it",
+                            extra={"query": query.name, "restarts": restarts[query.name]},
+                        )
+                        queries[i] = starters[query.name]()
+                        continue
                     # A failed query must fail the process, so the supervisor restarts it.
                     raise RuntimeError(f"query {query.name} stopped: {query.exception()}")
             stopping.wait(1.0)

@@ -8,7 +8,6 @@ import base64
 import gzip
 import io
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,41 +15,19 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
 from clickstream_common.lake import (
     RAW_PREFIX,
     BatchName,
     CommitMarker,
-    CommittedObject,
     SourceOffsets,
-    commit_marker_key,
     error_object_key,
-    processed_object_key,
 )
+from clickstream_common.lake_writer import partitions_of, write_dataset_batch
 from clickstream_common.tables import TableSpec
 
 log = logging.getLogger(__name__)
-
-
-def partitions_of(table: pa.Table, time_column: str) -> Iterable[tuple[str, str, pa.Table]]:
-    """Split an Arrow table into (date, hour, rows) by a UTC timestamp column."""
-    if table.num_rows == 0:
-        return
-    times = table[time_column]
-    dates = pc.strftime(times, format="%Y-%m-%d")
-    hours = pc.strftime(times, format="%H")
-    keys = pc.binary_join_element_wise(dates, hours, "/")
-    for key in sorted(pc.unique(keys).to_pylist()):
-        date, hour = key.split("/")
-        yield date, hour, table.filter(pc.equal(keys, key))
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
 
 
 def first_per_key(table: pa.Table, key: str) -> pa.Table:
@@ -154,34 +131,18 @@ class LakeWriter:
         `watermark` and `source_offsets` are what Spark recorded for the batch (progress.py);
         `keep_empty` commits a marker without objects for a batch without rows.
         """
-        if table.num_rows == 0 and not keep_empty:
-            return None
-        name = batch_id if isinstance(batch_id, BatchName) else BatchName.stream(batch_id)
-        objects = []
-        for date, hour, part in partitions_of(table, time_column):
-            key = processed_object_key(dataset, date, hour, name)
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=parquet_bytes(part))
-            objects.append(CommittedObject(key=key, rows=part.num_rows))
-        marker = CommitMarker(
-            dataset=dataset,
-            batch_id=name.batch_id,
-            objects=objects,
-            committed_at=datetime.now(UTC),
-            max_received_at=max_received_at,
+        return write_dataset_batch(
+            self.s3,
+            self.bucket,
+            dataset,
+            table,
+            batch_id,
+            time_column,
+            max_received_at,
             watermark=watermark,
             source_offsets=source_offsets,
+            keep_empty=keep_empty,
         )
-        self.s3.put_object(
-            Bucket=self.bucket,
-            Key=commit_marker_key(dataset, name),
-            Body=marker.model_dump_json().encode(),
-            ContentType="application/json",
-        )
-        log.info(
-            "batch committed",
-            extra={"dataset": dataset, "batch_id": name.batch_id, "rows": table.num_rows},
-        )
-        return marker
 
     def write_processed(
         self, dataset: str, rows: DataFrame, batch_id: int, time_column: str

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from clickstream_common.lake import CORRECTION_BATCH_BASE
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import (
+    ANOMALIES,
     EVENTS,
     PRODUCT_STATS_MINUTE,
     SESSIONS,
@@ -26,6 +27,7 @@ from clickstream_common.tables import (
     quote_identifier,
     sql_type,
 )
+from warehouse_loader.identity_sql import identity_migration
 
 LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
 MIGRATIONS = f"{WAREHOUSE_SCHEMA}.schema_migrations"
@@ -476,7 +478,7 @@ WHERE status = '{STATUS_QUARANTINED}'"""
     return [live_users, trending, funnel, sessions_daily, pages_hourly, quarantined, freshness]
 
 
-def _replaced_ranges_v3(dialect: Dialect) -> str:
+def _replaced_ranges_v5(dialect: Dialect) -> str:
     group = "TEXT" if dialect is Dialect.POSTGRES else "VARCHAR(65535)"
     suffix = (
         "\nDISTKEY (group_key)\nSORTKEY (table_name, group_key)"
@@ -493,7 +495,7 @@ def _replaced_ranges_v3(dialect: Dialect) -> str:
 ){suffix}"""
 
 
-def _events_key_v3(dialect: Dialect) -> list[str]:
+def _events_key_v5(dialect: Dialect) -> list[str]:
     """The events key becomes (source, event_id): an event_id is unique within its source."""
     key = ", ".join(ident(k) for k in EVENTS.key)
     events = qualified(EVENTS)
@@ -591,9 +593,15 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
         *(_postgres_indexes() if dialect is Dialect.POSTGRES else []),
         *bi_views(dialect),
     ]
-    v3 = [
-        *_events_key_v3(dialect),
-        _replaced_ranges_v3(dialect),
+    # Tables added after v1 (v1 creates every table of TABLES on a new warehouse; these
+    # reach warehouses created before them).
+    v3 = [create_table_sql(ANOMALIES, dialect, quote_reserved=True)]
+    # v4: the identity map (for warehouses created before it), stitched views and user
+    # traits (identity_sql.py).
+    # v5: the per-source events key, the ranges corrections replace, load_status by kind.
+    v5 = [
+        *_events_key_v5(dialect),
+        _replaced_ranges_v5(dialect),
         load_status_view(dialect),
     ]
-    return [(1, v1), (2, v2), (3, v3)]
+    return [(1, v1), (2, v2), (3, v3), (4, identity_migration(dialect)), (5, v5)]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from clickstream_simulator.generator import ClickstreamGenerator
+from clickstream_simulator.scenario import Incident, LiveIncidents, parse_incident
 from clickstream_simulator.sender import DeliveryStats, HttpSender, batched, send_to_kafka
 
 
@@ -53,9 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--kafka", metavar="BOOTSTRAP", help="write straight to Kafka instead")
     parser.add_argument("--topic", default="clickstream.events")
+    parser.add_argument(
+        "--taste",
+        type=float,
+        default=0.7,
+        help="share of product views from each shopper's favourite categories (0: uniform)",
+    )
+    parser.add_argument(
+        "--incident",
+        action="append",
+        default=[],
+        metavar="KIND@START+MINUTES[xINTENSITY][:TYPE]",
+        help="live mode: inject an incident, minutes from the start, e.g. "
+        "checkout_outage@2+5, bot_storm@1+3x2, viral_product@1+3, tracking_break@2+5:add_to_cart",
+    )
     args = parser.parse_args(argv)
 
-    generator = ClickstreamGenerator(seed=args.seed, users=args.users, products=args.products)
+    generator = ClickstreamGenerator(
+        seed=args.seed, users=args.users, products=args.products, taste=args.taste
+    )
+    started_at = datetime.now(UTC)
+    incidents: list[Incident] = [parse_incident(text, started_at) for text in args.incident]
     stats = DeliveryStats()
     if args.backfill_minutes:
         end = datetime.now(UTC)
@@ -89,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     # Live mode over HTTP: pace the generator to the target rate, send in batches.
     sender = HttpSender(args.url, args.write_key)
     live = generator.live(_wall_clock())
+    injected = LiveIncidents(generator, incidents, seed=args.seed)
     started = time.monotonic()
     produced = 0
     last_report = 0.0
@@ -99,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             if due <= 0:
                 time.sleep(min(0.05, 1 / max(args.rate, 1)))
                 continue
-            for batch in batched(itertools.islice(live, due), args.batch_size):
+            chunk = injected.apply(list(itertools.islice(live, due)))
+            for batch in batched(chunk, args.batch_size):
                 sender.send(batch, stats)
             produced += due
             stats.accepted_events.clear()  # live mode keeps no history

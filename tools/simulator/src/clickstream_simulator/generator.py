@@ -77,10 +77,20 @@ class Visitor:
 
 
 class ClickstreamGenerator:
-    """Makes sessions of events; every random choice comes from one seeded generator."""
+    """Makes sessions of events; every random choice comes from one seeded generator.
 
-    def __init__(self, seed: int = 42, users: int = 500, products: int = 200) -> None:
+    `taste` > 0 gives shoppers a known preference structure: each visitor has two favourite
+    categories, products have a long-tailed popularity, and a share `taste` of the products a
+    visitor looks at come from the favourite categories. The recommender's quality is measured
+    against it. With `taste` 0 (the default) every product is equally likely and the events
+    are the same as before the option existed.
+    """
+
+    def __init__(
+        self, seed: int = 42, users: int = 500, products: int = 200, taste: float = 0.0
+    ) -> None:
         self.rng = random.Random(seed)  # noqa: S311  # reproducible, not secret
+        self.taste = taste
         self.products = [
             Product(
                 product_id=f"P{i:05d}",
@@ -99,6 +109,32 @@ class ClickstreamGenerator:
             )
             for i in range(users)
         ]
+        # Preferences come from a generator of their own, so the main stream is unchanged.
+        prefs = random.Random(seed * 7919 + 1)  # noqa: S311  # reproducible, not secret
+        ranks = list(range(products))
+        prefs.shuffle(ranks)
+        self.popularity = [1.0 / (rank + 1) ** 0.8 for rank in ranks]
+        self.favourites: dict[str, tuple[str, ...]] = {
+            v.anonymous_id: tuple(prefs.sample(CATEGORIES, 2)) for v in self.visitors
+        }
+        self._by_category: dict[str, tuple[list[Product], list[float]]] = {}
+        for category in CATEGORIES:
+            indexes = [i for i, p in enumerate(self.products) if p.category == category]
+            self._by_category[category] = (
+                [self.products[i] for i in indexes],
+                [self.popularity[i] for i in indexes],
+            )
+
+    def pick_product(self, visitor: Visitor) -> Product:
+        """The next product a visitor looks at (uniform when `taste` is 0)."""
+        rng = self.rng
+        if self.taste <= 0:
+            return rng.choice(self.products)
+        if rng.random() < self.taste:
+            pool, weights = self._by_category[rng.choice(self.favourites[visitor.anonymous_id])]
+            if pool:
+                return rng.choices(pool, weights=weights)[0]
+        return rng.choices(self.products, weights=self.popularity)[0]
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -107,8 +143,10 @@ class ClickstreamGenerator:
         # Seconds between two actions of one visitor: mostly short, sometimes long.
         return timedelta(seconds=min(self.rng.expovariate(1 / 8), 120))
 
-    def session_events(self, start: datetime) -> list[dict[str, Any]]:
-        """One visit, as a list of events with increasing timestamps from `start`."""
+    def session_events(self, start: datetime, focus: Product | None = None) -> list[dict[str, Any]]:
+        """One visit, as a list of events with increasing timestamps from `start`.
+
+        `focus`: the visit lands on that product's page first (a shared link)."""
         rng = self.rng
         visitor = rng.choice(self.visitors)
         session_id = self._uuid()
@@ -140,9 +178,9 @@ class ClickstreamGenerator:
 
         emit("page_view", landing, referrer)
         previous = landing
-        for _ in range(rng.randint(1, 8)):
+        for step in range(rng.randint(1, 8)):
             now += self._think()
-            action = rng.random()
+            action = 1.0 if focus is not None and step == 0 else rng.random()
             if action < 0.2:
                 query = rng.choice(SEARCH_TERMS)
                 url = f"{SITE}/search?q={query.replace(' ', '+')}"
@@ -152,7 +190,7 @@ class ClickstreamGenerator:
                 url = f"{SITE}/c/{rng.choice(CATEGORIES)}"
                 emit("page_view", url, previous)
             else:
-                product = rng.choice(self.products)
+                product = focus if focus is not None and step == 0 else self.pick_product(visitor)
                 url = f"{SITE}/p/{product.product_id}"
                 emit("page_view", url, previous)
                 emit(
@@ -162,6 +200,9 @@ class ClickstreamGenerator:
                     product_id=product.product_id,
                     price=product.price,
                     currency="EUR",
+                    # Trackers send the category with product views; kept out of the
+                    # default (taste 0) events so they stay as they were.
+                    properties={"category": product.category} if self.taste > 0 else None,
                 )
                 if rng.random() < 0.3:
                     now += self._think()

@@ -5,7 +5,15 @@
  *   data-flush-interval  ms between sends while the page is open (default 5000; 0 = only
  *                        when a batch is full and when the page is hidden)
  *   data-auto-page-view  "false" to send page views yourself with clickstream.page()
- * API: clickstream.track(type, props), .page(props), .identify(userId), .reset(), .flush()
+ *   data-consent         what the tracker does before the visitor consents (optIn()) or
+ *                        after they refuse (optOut()):
+ *                          "granted"   (default) track, until optOut(); then nothing
+ *                          "anonymous" send events without identifiers: a random id that
+ *                                      lives as long as the page, no user id, no session,
+ *                                      nothing stored in the browser
+ *                          "required"  send nothing and store nothing
+ * API: clickstream.track(type, props), .page(props), .identify(userId, traits), .reset(),
+ *      .flush(), .optIn(), .optOut(), .consent()
  * Calls made before the script loaded (window.clickstream = [[name, ...args], ...]) replay.
  */
 (function (window, document) {
@@ -30,6 +38,7 @@
     batchSize: Math.max(1, number(attr("data-batch-size"), 20)),
     flushInterval: number(attr("data-flush-interval"), 5000),
     autoPageView: attr("data-auto-page-view") !== "false",
+    consent: attr("data-consent") || "granted",
     sessionTimeout: 30 * 60 * 1000,
     maxAttempts: 10,
     beaconLimit: 60000 // bytes; browsers refuse beacons over 64 KiB in flight
@@ -38,10 +47,11 @@
   var QUEUE_PREFIX = PREFIX + "q.";
   var STALE_QUEUE_MS = 60 * 1000;
   var COMMERCE = ["product_id", "search_query", "quantity", "price", "revenue", "currency"];
+  var CONSENT_KEY = PREFIX + "consent";
 
   // First-party storage; a page that may not use it still tracks, for its own lifetime.
   var memory = {};
-  var store = {
+  var disk = {
     get: function (key) {
       try {
         return window.localStorage.getItem(key);
@@ -74,6 +84,25 @@
     }
   };
 
+  // "full" (identifiers, stored), "anonymous" (no identifiers, nothing stored) or "off".
+  function mode() {
+    var choice = disk.get(CONSENT_KEY);
+    if (choice === "granted") return "full";
+    if (choice !== "denied" && config.consent === "granted") return "full";
+    return config.consent === "anonymous" ? "anonymous" : "off";
+  }
+  // The visitor's identifiers and queues live in the browser only with full tracking.
+  var store = {
+    get: function (key) {
+      return mode() === "full" ? disk.get(key) : null;
+    },
+    set: function (key, value) {
+      if (mode() === "full") disk.set(key, value);
+    },
+    remove: disk.remove,
+    keys: disk.keys
+  };
+
   function uuid() {
     var c = window.crypto;
     if (c && c.randomUUID) return c.randomUUID();
@@ -88,7 +117,13 @@
       h.slice(16, 20) + "-" + h.slice(20);
   }
 
+  var pageOnlyId = null;
+
   function anonymousId() {
+    if (mode() !== "full") {
+      if (!pageOnlyId) pageOnlyId = uuid();
+      return pageOnlyId;
+    }
     var id = store.get(PREFIX + "aid");
     if (!id) {
       id = uuid();
@@ -287,18 +322,29 @@
 
   var userId = store.get(PREFIX + "uid");
 
+  function forgetVisitor() {
+    userId = null;
+    disk.remove(PREFIX + "uid");
+    disk.remove(PREFIX + "aid");
+    disk.remove(PREFIX + "session");
+  }
+
   function track(type, props) {
+    var current = mode();
+    if (current === "off") return null;
     var now = Date.now();
     var event = {
       event_id: uuid(),
       event_type: snakeCase(type),
       timestamp: new Date(now).toISOString(),
       anonymous_id: anonymousId(),
-      session_id: sessionId(now),
       page_url: window.location.href,
       context: context()
     };
-    if (userId) event.user_id = userId;
+    if (current === "full") {
+      event.session_id = sessionId(now);
+      if (userId) event.user_id = userId;
+    }
     if (document.referrer) event.referrer = document.referrer;
     var properties = {};
     var any = false;
@@ -329,16 +375,38 @@
       if (props) for (var k in props) p[k] = props[k];
       return track("page_view", p);
     },
-    identify: function (id) {
+    // Later events carry the user id; the identify event links it to the anonymous id and
+    // carries the traits. Without consent to identifiers there is no one to identify.
+    identify: function (id, traits) {
+      if (mode() !== "full") return null;
       userId = id ? String(id) : null;
-      if (userId) store.set(PREFIX + "uid", userId);
-      else store.remove(PREFIX + "uid");
+      if (!userId) {
+        store.remove(PREFIX + "uid");
+        return null;
+      }
+      store.set(PREFIX + "uid", userId);
+      var props = { traits: traits && typeof traits === "object" ? traits : {} };
+      return track("identify", props);
     },
-    reset: function () {
-      userId = null;
-      store.remove(PREFIX + "uid");
-      store.remove(PREFIX + "aid");
-      store.remove(PREFIX + "session");
+    reset: forgetVisitor,
+    optIn: function () {
+      disk.set(CONSENT_KEY, "granted");
+      pageOnlyId = null;
+    },
+    // Refusing drops what waits to be sent and every stored identifier.
+    optOut: function () {
+      disk.set(CONSENT_KEY, "denied");
+      forgetVisitor();
+      queue = [];
+      inFlight = {};
+      var keys = disk.keys();
+      for (var i = 0; i < keys.length; i++) {
+        if (keys[i] && keys[i].indexOf(QUEUE_PREFIX) === 0) disk.remove(keys[i]);
+      }
+    },
+    consent: function () {
+      var choice = disk.get(CONSENT_KEY);
+      return choice === "granted" || choice === "denied" ? choice : "unset";
     },
     flush: function () {
       flush(false);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Acting on the stream: Debian's Alertmanager (alert delivery to SNS, webhooks, Slack, email)
+# and Redis (the recommender's online state). The local platform runs its own instances
+# under the state dir, so the packages' system services are never started.
+# Idempotent: a second run only checks that the packages are installed.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+
+missing=()
+installed prometheus-alertmanager || missing+=(prometheus-alertmanager)
+installed redis-server || missing+=(redis-server)
+if ((${#missing[@]} == 0)); then
+  echo "[bootstrap alerting] prometheus-alertmanager $(dpkg-query -W -f='${Version}' prometheus-alertmanager), redis-server $(dpkg-query -W -f='${Version}' redis-server): present"
+  exit 0
+fi
+echo "[bootstrap alerting] installing ${missing[*]} (Debian packages)"
+# Their postinst scripts would start system-wide services; refuse that like a container does.
+policy_added=0
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  policy_added=1
+fi
+trap '((policy_added)) && rm -f /usr/sbin/policy-rc.d' EXIT
+if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[[ -x /usr/bin/prometheus-alertmanager ]] || { echo "alertmanager binary missing" >&2; exit 1; }
+[[ -x /usr/bin/redis-server ]] || { echo "redis-server binary missing" >&2; exit 1; }
+/usr/bin/prometheus-alertmanager --version 2>&1 | head -1
+/usr/bin/redis-server --version

@@ -1,0 +1,1 @@
+"""Anomaly detection on the live per-minute figures of the clickstream."""

@@ -1,0 +1,3 @@
+from anomaly_detector.service import run
+
+run()

@@ -1,0 +1,1 @@
+"""Real-time product recommendations from the clickstream."""

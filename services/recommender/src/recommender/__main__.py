@@ -1,0 +1,3 @@
+from recommender.main import run
+
+run()
