@@ -37,7 +37,7 @@ from ingest_api.intake import (
     read_limited,
 )
 from ingest_api.publisher import Publisher, PublishError
-from ingest_api.ratelimit import RateLimiter
+from ingest_api.ratelimit import RateLimiter, SharedRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class Collector:
         publisher: Publisher,
         routes: Iterable[Route] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        limiter: RateLimiter | SharedRateLimiter | None = None,
     ) -> None:
         if routes is None:
             from ingest_api.routing import ROUTES  # the handlers import this module
@@ -88,7 +89,8 @@ class Collector:
             (path_pattern(path), r) for path, r in by_path.items() if "{" in path
         )
         self.clock = clock
-        self.limiter = RateLimiter()
+        # Shared by the worker processes when there are several (ingest_api.workers).
+        self.limiter = limiter or RateLimiter()
         self.trusted = parse_networks(settings.ingest_trusted_proxies)
         self.limits = Limits(
             max_events=settings.ingest_max_events_per_request,

@@ -106,6 +106,20 @@ class Settings(CommonSettings):
     # (Segment's settings, RudderStack's source config); unset: the request's own scheme and
     # host (X-Forwarded-Proto/-Host from INGEST_TRUSTED_PROXIES).
     ingest_public_url: str | None = None
+    # What a 2xx guarantees (ingest_api/durability.py, docs/ingest-api.md): the events and
+    # dead-letter topics need at least this replication factor and min.insync.replicas, or
+    # the collector logs a warning at start-up; with INGEST_REQUIRE_DURABLE_TOPIC it refuses
+    # to start instead (also when the topics cannot be described).
+    ingest_durable_min_replication_factor: int = Field(default=3, ge=1)
+    ingest_durable_min_insync_replicas: int = Field(default=2, ge=1)
+    ingest_require_durable_topic: bool = False
+    # Worker processes serving the port (SO_REUSEPORT), each with its own producer; 0: one
+    # per CPU the container may use (its cgroup CPU limit, rounded up, else the CPUs it is
+    # allowed to run on). Per-key rate limits and readiness are shared between them.
+    ingest_workers: int = Field(default=0, ge=0)
+    # Where the workers' Prometheus metrics files live (prometheus-client's multiprocess
+    # mode; emptied at start); unset: a fresh temporary directory.
+    ingest_metrics_dir: str | None = None
 
     @field_validator("ingest_write_keys", mode="before")
     @classmethod
