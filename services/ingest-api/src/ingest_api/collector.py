@@ -106,6 +106,11 @@ class Collector:
         # Bytes of request bodies being read right now, across requests (slow clients).
         self.buffered_bytes = 0
         self.max_buffered_bytes = settings.ingest_max_buffered_body_bytes
+        # Admission control: requests between their body and Kafka's acknowledgement (the
+        # queue that grows at saturation), and the bound past which they are shed with 503.
+        # Requests still receiving their bodies do not count: slow clients cannot fill it.
+        self.inflight = 0
+        self.max_inflight = settings.ingest_max_inflight_requests
         # Addresses repeat (keep-alive clients, proxies); parsing them is not free.
         self.client_ip = lru_cache(maxsize=16384)(self._client_ip)
         # The labelled child of a counter, looked up once per (source, event type).
@@ -260,6 +265,35 @@ class Collector:
         count = len(candidates)
         metrics.BATCH_EVENTS.observe(count)
         self.check_rate(client, count)
+        if self.inflight >= self.max_inflight:
+            metrics.EVENTS_REJECTED.labels("overloaded").inc(count)
+            raise ApiError(
+                503,
+                "overloaded",
+                f"the collector is publishing {self.inflight} requests already "
+                "(INGEST_MAX_INFLIGHT_REQUESTS); send the same body again after Retry-After",
+                # The queue drains in well under a second once load falls.
+                headers={"Retry-After": "1"},
+            )
+        self.inflight += 1
+        try:
+            return await self._validate_and_publish(
+                request, client, received_at, candidates, endpoint, batch, anonymous, count
+            )
+        finally:
+            self.inflight -= 1
+
+    async def _validate_and_publish(
+        self,
+        request: Request,
+        client: Client,
+        received_at: datetime,
+        candidates: list[Candidate],
+        endpoint: str,
+        batch: Batch,
+        anonymous: bool,
+        count: int,
+    ) -> Outcome:
         outcome = process(
             candidates,
             self.facts(request, client, received_at, anonymous),
