@@ -105,7 +105,8 @@ class Collector:
         self.body_timeout = settings.ingest_body_timeout_seconds
         # Bytes of request bodies being read right now, across requests (slow clients).
         self.buffered_bytes = 0
-        self.max_buffered_bytes = settings.ingest_max_buffered_body_bytes
+        # A pod's budget, split between its worker processes.
+        self.max_buffered_bytes = settings.per_worker(settings.ingest_max_buffered_body_bytes)
         # Admission control: requests between their body and Kafka's acknowledgement (the
         # queue that grows at saturation), and the bound past which they are shed with 503.
         # Requests still receiving their bodies do not count: slow clients cannot fill it.

@@ -135,6 +135,11 @@ class Settings(CommonSettings):
             return {k: {"source": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
 
+    def per_worker(self, pod_limit: int) -> int:
+        """A pod-wide limit's share for one worker process (INGEST_WORKERS is the resolved
+        count in the workers; 0 or 1 when one process serves)."""
+        return max(1, pod_limit // max(1, self.ingest_workers))
+
     @property
     def clock_policy(self) -> ClockPolicy:
         return ClockPolicy(
