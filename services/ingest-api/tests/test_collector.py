@@ -189,8 +189,16 @@ async def test_requests_past_the_in_flight_bound_are_shed_at_once(
     body = orjson.dumps({"events": [EVENT]})
     waiting = [asyncio.create_task(collector.handle(post("/v1/events", body))) for _ in "ab"]
     await asyncio.wait_for(held.all_waiting.wait(), 10)
-    # Answered while the two wait (a missing bound would hang here until the deadline).
-    shed = await asyncio.wait_for(collector.handle(post("/v1/events", body)), 10)
+    read: list[bytes] = []
+
+    async def watched() -> AsyncIterator[bytes]:
+        read.append(body)
+        yield body
+
+    # Answered while the two wait (a missing bound would hang here until the deadline),
+    # without reading the body.
+    shed = await asyncio.wait_for(collector.handle(post("/v1/events", watched())), 10)
+    assert read == []
     assert (shed.status, document(shed)["code"]) == (503, "overloaded")
     assert "send the same body again" in document(shed)["message"]
     assert dict(shed.headers)["Retry-After"] == "1"

@@ -138,10 +138,27 @@ class Collector:
             return json_response(
                 405, error_body("http_405", "Method Not Allowed"), headers=[("allow", allow)]
             )
+        if self.inflight >= self.max_inflight:
+            # Shed before reading and parsing the body, which an overloaded loop cannot
+            # spare (the server discards the rest of it); `ingest` checks again after.
+            return self.overloaded(count=None).response()
         try:
             return await route.handler(self, request)
         except ApiError as exc:
             return exc.response()
+
+    def overloaded(self, count: int | None) -> ApiError:
+        """Admission control's answer (INGEST_MAX_INFLIGHT_REQUESTS)."""
+        if count is not None:
+            metrics.EVENTS_REJECTED.labels("overloaded").inc(count)
+        return ApiError(
+            503,
+            "overloaded",
+            f"the collector is publishing {self.inflight} requests already "
+            "(INGEST_MAX_INFLIGHT_REQUESTS); send the same body again after Retry-After",
+            # The queue drains in well under a second once load falls.
+            headers={"Retry-After": "1"},
+        )
 
     # --- steps the handlers share ----------------------------------------------------------
 
@@ -267,15 +284,7 @@ class Collector:
         metrics.BATCH_EVENTS.observe(count)
         self.check_rate(client, count)
         if self.inflight >= self.max_inflight:
-            metrics.EVENTS_REJECTED.labels("overloaded").inc(count)
-            raise ApiError(
-                503,
-                "overloaded",
-                f"the collector is publishing {self.inflight} requests already "
-                "(INGEST_MAX_INFLIGHT_REQUESTS); send the same body again after Retry-After",
-                # The queue drains in well under a second once load falls.
-                headers={"Retry-After": "1"},
-            )
+            raise self.overloaded(count)
         self.inflight += 1
         try:
             return await self._validate_and_publish(

@@ -103,9 +103,11 @@ class Settings(CommonSettings):
     # Admission control, per worker process: requests whose body has arrived and that are
     # being validated or wait for Kafka. Past it a request is answered 503 `overloaded` with
     # Retry-After at once instead of queueing behind the others (at saturation a queue only
-    # adds latency): 128 is about 150 ms of 50-event batches for one worker on the benchmark
-    # machine. Requests still sending their bodies are bounded by the limits above instead.
-    ingest_max_inflight_requests: int = Field(default=128, ge=1)
+    # adds latency): 64 is about 80 ms of 50-event batches for one worker on the benchmark
+    # machine, and twice the connections of its saturation benchmark. Requests still sending
+    # their bodies do not count (the limits above bound them); a request arriving while the
+    # bound is reached is shed before its body is read.
+    ingest_max_inflight_requests: int = Field(default=64, ge=1)
     # Idle time a keep-alive connection is kept open between requests (uvicorn's own knob).
     ingest_keep_alive_seconds: int = Field(default=5, ge=1)
     # The collector's public base URL, for the settings documents that point SDKs back at it
