@@ -124,8 +124,20 @@ def test_messy_stream_gives_exact_data_sets(stack_factory: StackFactory) -> None
         }
         for i in range(40)
     ]
+    # A producer that bypasses the collector, with a device clock in 2099 and a receive time
+    # within the span. Bounded to its receive time before the watermark; unbounded, it would
+    # move both watermarks to 2099 and make every later record late. A bot: the aggregates
+    # leave it out, so the expected figures below stay the same.
+    wrong_clock = {
+        **simple_event("wrong-clock", "crawler-2099", t0 + timedelta(minutes=3)),
+        "timestamp": "2099-01-01T00:00:00+00:00",
+        "event_time": "2099-01-01T00:00:00+00:00",
+        "user_agent_info": {"is_bot": True, "device_class": "bot"},
+    }
+    wrong_clock["received_at"] = (t0 + timedelta(minutes=3)).isoformat()
     stream = shoppers + bots
     rng.shuffle(stream)  # out of order within the span
+    stream.insert(300, wrong_clock)
     duplicates = rng.sample(shoppers, 120)  # retried requests: same event ids again
     sender.send(stream[:900])
     sender.send([{**e, "received_at": datetime.now(UTC).isoformat()} for e in duplicates[:60]])
@@ -168,7 +180,7 @@ def test_messy_stream_gives_exact_data_sets(stack_factory: StackFactory) -> None
         interval=2,
         what="the late events to be counted",
     )
-    valid_ids = {e["event_id"] for e in shoppers + bots + closing + late}
+    valid_ids = {e["event_id"] for e in shoppers + bots + closing + late + [wrong_clock]}
     wait_for(
         lambda: set(k[-1] for k in lake.final("events")) >= valid_ids or None,
         timeout=180,
@@ -188,6 +200,10 @@ def test_messy_stream_gives_exact_data_sets(stack_factory: StackFactory) -> None
         assert row["event_time"] == t(e["event_time"])
         assert row["user_key"] == (e.get("user_id") or e["anonymous_id"])
     assert all(events[(b["source"], b["event_id"])]["user_agent_info_is_bot"] for b in bots)
+    bounded = events[(wrong_clock["source"], "wrong-clock")]
+    assert bounded["event_time"] == t0 + timedelta(minutes=3)
+    assert bounded["original_event_time"] == datetime(2099, 1, 1, tzinfo=UTC)
+    assert bounded["event_time_adjusted"] == "ahead"
 
     errors = lake.errors()
     assert len(errors) == sender.sent.bad == 7

@@ -151,7 +151,7 @@ def test_lake_batch_keeps_every_record_once(kafka_frame: Frame, event: Event) ->
 def test_raw_zone_keeps_original_text_by_kafka_hour(kafka_frame: Frame) -> None:
     assertDataFrameEqual(
         transforms.raw_zone(kafka_frame([b'{"any": "thing"}'])),
-        [Row(value='{"any": "thing"}', date="2026-11-27", hour="12")],
+        [Row(value='{"any": "thing"}', date="2026-11-27", hour="14")],
     )
 
 
@@ -468,3 +468,82 @@ def test_fair_scheduler_pools_name_each_query_with_its_weight() -> None:
     pools = {p.get("name"): int(p.findtext("weight") or 0) for p in root.iter("pool")}
     assert pools == {"lake": 2, "windows": 2, "sessions": 1}
     assert all(p.findtext("schedulingMode") == "FIFO" for p in root.iter("pool"))
+
+
+def test_a_time_from_any_producer_is_bounded_before_the_watermark(
+    kafka_frame: Frame, event: Event
+) -> None:
+    # A producer that bypasses the collector: a device clock in 2099 and a received_at to
+    # match. The bus's record time (14:30) is the reference; a time within the bounds stays.
+    wrong = orjson.loads(event("e1", "page_view", "2099-01-01T00:00:00Z", user_id="u1"))
+    old = orjson.loads(event("e2", "page_view", "2026-11-01T00:00:00Z", user_id="u2"))
+    old["received_at"] = "2026-11-27T14:29:00Z"
+    fine = event("e3", "page_view", "2026-11-27T14:29:30Z", user_id="u3")
+    frame = kafka_frame([orjson.dumps(wrong), orjson.dumps(old), fine])
+    cleaned = transforms.clean_events(transforms.parse_records(frame))
+    assertDataFrameEqual(
+        cleaned.select("event_id", "event_time", "original_event_time", "event_time_adjusted"),
+        [
+            Row(
+                event_id="e1",
+                event_time=t("14:30:00"),
+                original_event_time=datetime(2099, 1, 1),
+                event_time_adjusted="ahead",
+            ),
+            Row(
+                event_id="e2",
+                event_time=t("14:29:00"),
+                original_event_time=datetime(2026, 11, 1),
+                event_time_adjusted="behind",
+            ),
+            Row(
+                event_id="e3",
+                event_time=t("14:29:30"),
+                original_event_time=None,
+                event_time_adjusted=None,
+            ),
+        ],
+    )
+    # The narrow read of the stateful queries bounds alike.
+    assertDataFrameEqual(
+        valid_events(frame).select("event_id", "event_time"),
+        [
+            Row(event_id="e1", event_time=t("14:30:00")),
+            Row(event_id="e2", event_time=t("14:29:00")),
+            Row(event_id="e3", event_time=t("14:29:30")),
+        ],
+    )
+
+
+def test_the_collector_s_own_bound_is_kept(kafka_frame: Frame, event: Event) -> None:
+    raw = orjson.loads(event("e1", "click", "2026-11-27T12:10:00Z", user_id="u1"))
+    raw |= {"original_event_time": "2030-01-01T00:00:00Z", "event_time_adjusted": "ahead"}
+    cleaned = transforms.clean_events(transforms.parse_records(kafka_frame([orjson.dumps(raw)])))
+    assertDataFrameEqual(
+        cleaned.select("event_time", "original_event_time", "event_time_adjusted"),
+        [
+            Row(
+                event_time=t("12:10:00"),
+                original_event_time=datetime(2030, 1, 1),
+                event_time_adjusted="ahead",
+            )
+        ],
+    )
+
+
+def test_an_event_id_is_unique_within_its_source(kafka_frame: Frame, event: Event) -> None:
+    web = event("same", "page_view", "2026-11-27T12:00:01Z", user_id="u1")
+    app = orjson.loads(web) | {"source": "app"}
+    frame = kafka_frame([web, web, orjson.dumps(app)])
+    deduplicated = transforms.deduplicate(valid_events(frame), "2 minutes")
+    assertDataFrameEqual(
+        deduplicated.select("source", "event_id"),
+        [Row(source="test", event_id="same"), Row(source="app", event_id="same")],
+    )
+
+
+def test_the_ahead_bound_must_stay_below_the_watermark_delay() -> None:
+    assert Settings().clock_policy.max_ahead == timedelta(minutes=1)
+    with pytest.raises(ValueError, match="PROCESSOR_CLOCK_MAX_AHEAD_SECONDS"):
+        Settings(processor_watermark_delay="1 minute", processor_clock_max_ahead_seconds=60)
+    assert Settings(processor_watermark_delay="30 seconds", processor_clock_max_ahead_seconds=5)

@@ -28,6 +28,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from clickstream_common.kafka_security import spark_kafka_options
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
+from clickstream_common.schema import DEFAULT_CLOCK_POLICY, ClockPolicy
 from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
 from stream_processor import identities, metrics, transforms
 from stream_processor.config import Settings
@@ -91,8 +92,10 @@ class BatchWriters:
         self,
         writer: LakeWriter,
         progress: Callable[[str, int], BatchProgress] | None = None,
+        clock: ClockPolicy = DEFAULT_CLOCK_POLICY,
     ) -> None:
         self.writer = writer
+        self.clock = clock
         self.live = LiveFigures()
         # The watermark and input offsets Spark recorded for a query's batch: the commit
         # markers carry them for the late-data correction pass (stream_processor.correction).
@@ -100,7 +103,7 @@ class BatchWriters:
 
     def lake(self, records: DataFrame, batch_id: int) -> None:
         # One Spark job: the records are read from Kafka and parsed once, then split here.
-        table = transforms.lake_batch(records).toArrow()
+        table = transforms.lake_batch(records, self.clock).toArrow()
         self.writer.write_raw(table.select(["kafka_timestamp", "value"]), batch_id)
         rejected = pc.is_valid(table["error_reason"])
         errors = table.filter(rejected)
@@ -186,7 +189,9 @@ def query_starters(
     checkpoints = settings.processor_checkpoint_location.rstrip("/")
     trigger = settings.processor_trigger_interval
     batches = BatchWriters(
-        writer, lambda query, batch_id: batch_progress(spark, f"{checkpoints}/{query}", batch_id)
+        writer,
+        lambda query, batch_id: batch_progress(spark, f"{checkpoints}/{query}", batch_id),
+        settings.clock_policy,
     )
     context = spark.sparkContext
 
@@ -209,14 +214,14 @@ def query_starters(
 
     deduplicated = transforms.without_bots(
         transforms.deduplicate(
-            transforms.aggregate_input(source_stream(spark, settings)),
+            transforms.aggregate_input(source_stream(spark, settings), settings.clock_policy),
             settings.processor_watermark_delay,
         ),
         settings.processor_exclude_bots,
     )
     sessions_input = transforms.without_bots(
         transforms.deduplicate(
-            transforms.aggregate_input(source_stream(spark, settings)),
+            transforms.aggregate_input(source_stream(spark, settings), settings.clock_policy),
             settings.processor_watermark_delay,
         ),
         settings.processor_exclude_bots,

@@ -25,7 +25,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from clickstream_common.schema import (
+    DEFAULT_CLOCK_POLICY,
     EVENT_TYPE_PATTERN,
+    ClockPolicy,
     EnrichedEvent,
     LogicalType,
     columns_of,
@@ -150,7 +152,35 @@ def _in_range(value: SparkColumn, bounds: tuple[float | None, float | None]) -> 
     return value.isNull() | ok
 
 
-def clean_events(parsed: DataFrame, fields: Iterable[str] | None = None) -> DataFrame:
+def bounded_event_time(
+    event_time: SparkColumn,
+    received_at: SparkColumn,
+    recorded_at: SparkColumn,
+    clock: ClockPolicy = DEFAULT_CLOCK_POLICY,
+) -> tuple[SparkColumn, SparkColumn]:
+    """`ClockPolicy.bound` in Spark, for records from any producer: (the event time to use,
+    "ahead" | "behind" | NULL).
+
+    The reference is the receive time, but never later than the time the bus recorded the
+    record (`recorded_at`: Kafka's record timestamp, Kinesis' arrival time). A producer that
+    bypasses the collector may also send a wrong `received_at`; the bus's time is set by a
+    server, per record, and is the same in every query and on every replay, so all queries
+    bound an event alike. For the collector's events the reference is their `received_at`,
+    which the collector already bounded them by: the second bound changes nothing.
+    """
+    reference = F.least(received_at, recorded_at)  # least() skips a NULL
+    lead = F.unix_micros(event_time) - F.unix_micros(reference)
+    ahead_us = int(clock.max_ahead.total_seconds() * 1_000_000)
+    behind_us = int(clock.max_behind.total_seconds() * 1_000_000)
+    crossed = F.when(lead > ahead_us, F.lit("ahead")).when(lead < -behind_us, F.lit("behind"))
+    return F.when(crossed.isNotNull(), reference).otherwise(event_time), crossed
+
+
+def clean_events(
+    parsed: DataFrame,
+    fields: Iterable[str] | None = None,
+    clock: ClockPolicy = DEFAULT_CLOCK_POLICY,
+) -> DataFrame:
     """Typed, cleaned, flattened event columns + `error_reason` (NULL when valid).
 
     `fields` limits the output to some top-level fields (the narrow reads of the stateful
@@ -223,7 +253,21 @@ def clean_events(parsed: DataFrame, fields: Iterable[str] | None = None) -> Data
     url_path = F.try_parse_url(url, F.lit("PATH"))
     outputs: dict[str, SparkColumn] = {name: F.col(name) for name in columns}
     # The collector's skew-corrected time; the device time where no correction applies.
-    outputs["event_time"] = F.coalesce(F.col("event_time"), F.col("timestamp")).alias("event_time")
+    # Bounded by the clock policy before any watermark sees it: one far-future time would
+    # otherwise move the watermark of every stateful query and make every later event late.
+    device_time = F.coalesce(F.col("event_time"), F.col("timestamp"))
+    bounded, crossed = bounded_event_time(
+        device_time, F.col("received_at"), F.col("kafka_timestamp"), clock
+    )
+    outputs["event_time"] = bounded.alias("event_time")
+    if "original_event_time" in columns:
+        outputs["original_event_time"] = F.coalesce(
+            F.col("original_event_time"), F.when(crossed.isNotNull(), device_time)
+        ).alias("original_event_time")
+    if "event_time_adjusted" in columns:
+        outputs["event_time_adjusted"] = F.coalesce(F.col("event_time_adjusted"), crossed).alias(
+            "event_time_adjusted"
+        )
     derived: dict[str, SparkColumn] = {
         "user_key": F.coalesce(F.col("user_id"), F.col("anonymous_id")).alias("user_key"),
         "page_host": host.alias("page_host"),
@@ -273,10 +317,10 @@ def errors(cleaned: DataFrame) -> DataFrame:
     )
 
 
-def lake_batch(kafka_records: DataFrame) -> DataFrame:
+def lake_batch(kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLICY) -> DataFrame:
     """One micro-batch for the lake, collected to the driver in one pass: every record's
     original bytes and Kafka coordinates (raw zone, errors), and the event columns."""
-    cleaned = clean_events(parse_records(kafka_records))
+    cleaned = clean_events(parse_records(kafka_records), clock=clock)
     names = [n for n in EVENTS.column_names if n != "batch_id"]
     return cleaned.select(*KAFKA_COLUMNS, "value", "error_reason", *names)
 
@@ -294,9 +338,13 @@ def raw_zone(kafka_records: DataFrame) -> DataFrame:
 # The stateful part
 
 
-def aggregate_input(kafka_records: DataFrame) -> DataFrame:
+def aggregate_input(
+    kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLICY
+) -> DataFrame:
     """Valid events with only what the aggregates read (a narrow, cheaper JSON read)."""
-    cleaned = clean_events(parse_records(kafka_records, CORE_SCHEMA), fields=CORE_FIELDS)
+    cleaned = clean_events(
+        parse_records(kafka_records, CORE_SCHEMA), fields=CORE_FIELDS, clock=clock
+    )
     return aggregate_columns(cleaned.where(F.col("error_reason").isNull()))
 
 
@@ -325,16 +373,16 @@ def aggregate_columns(events: DataFrame) -> DataFrame:
 
 
 def deduplicate(events: DataFrame, watermark_delay: str) -> DataFrame:
-    """Watermark on event time, then one row per event_id within the watermark.
+    """Watermark on event time, then one row per event (`EVENTS.key`: an event id is unique
+    within its source) within the watermark.
 
     In a stream, Spark drops rows behind the watermark here (they are counted as late);
     on a static frame it just drops duplicates.
     """
+    key = list(EVENTS.key)
     if not events.isStreaming:
-        return events.dropDuplicates(["event_id"])
-    return events.withWatermark("event_time", watermark_delay).dropDuplicatesWithinWatermark(
-        ["event_id"]
-    )
+        return events.dropDuplicates(key)
+    return events.withWatermark("event_time", watermark_delay).dropDuplicatesWithinWatermark(key)
 
 
 def without_bots(events: DataFrame, exclude_bots: bool) -> DataFrame:
