@@ -48,7 +48,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 MARKER = re.compile(
-    r"(?P<open><!-- settings-table (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(?P<close><!-- /settings-table -->)",
+    r"(?P<open><!-- settings-table (?P<spec>[^>]*?) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /settings-table -->)",
     re.DOTALL,
 )
 _NOQA = re.compile(r"#?\s*noqa(:\s*[A-Z0-9, ]+)?\s*")
@@ -94,7 +95,7 @@ def parse_spec(spec: str) -> TableSpec:
 
 
 def _own_names(cls: type[BaseModel]) -> set[str]:
-    return set(cls.__dict__.get("__annotations__", {}))
+    return set(inspect.get_annotations(cls))
 
 
 @cache
@@ -130,7 +131,7 @@ def _description(cls: type[BaseModel], name: str, info: FieldInfo) -> str:
     if info.description:
         return info.description
     for klass in cls.__mro__:
-        if name in klass.__dict__.get("__annotations__", {}):
+        if name in inspect.get_annotations(klass):
             return source_comments(klass).get(name, "")
     return ""
 
@@ -214,8 +215,7 @@ def render_table(rows: Iterable[SettingDoc]) -> str:
     out = ["| variable | type | default | meaning |", "| --- | --- | --- | --- |"]
     for row in rows:
         out.append(
-            f"| `{row.env}` | {_cell(row.type)} | {_cell(row.default)} | "
-            f"{_cell(row.description)} |"
+            f"| `{row.env}` | {_cell(row.type)} | {_cell(row.default)} | {_cell(row.description)} |"
         )
     return "\n".join(out) + "\n"
 

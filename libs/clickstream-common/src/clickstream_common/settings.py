@@ -16,19 +16,28 @@ class CommonSettings(KafkaSecuritySettings):
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
+    # Kafka bootstrap servers (host:port, comma-separated).
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    # Accepted events, JSON; key = the user key (user id, else anonymous id).
     kafka_events_topic: str = "clickstream.events"
+    # Rejected events with their reason.
     kafka_dead_letter_topic: str = "clickstream.events.dlq"
+    # Level of the structured JSON logs on stdout.
     log_level: str = "INFO"
 
 
 class S3Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
+    # S3-compatible endpoint, e.g. http://127.0.0.1:17070; unset: AWS S3.
     s3_endpoint_url: str | None = None
+    # Region of the bucket.
     s3_region: str = "us-east-1"
+    # The data lake bucket (raw/, processed/, errors/).
     s3_bucket: str = "clickstream-lake"
+    # Static S3 keys (from a Secret in Kubernetes); unset: the AWS default chain (IRSA).
     aws_access_key_id: str | None = None
+    # The secret key of AWS_ACCESS_KEY_ID.
     aws_secret_access_key: SecretStr | None = None
 
     def boto3_client_kwargs(self) -> dict[str, str | None]:
@@ -63,8 +72,11 @@ class KinesisSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
+    # The events stream when the bus is Kinesis; partition key = the user key.
     kinesis_stream_name: str = "clickstream-events"
     # The collector's rejected events (the dead-letter topic's counterpart).
     kinesis_dead_letter_stream_name: str = "clickstream-events-dlq"
+    # Region of the streams (the chart: s3.region unless kinesis.region is set).
     kinesis_region: str = "us-east-1"
-    kinesis_endpoint_url: str | None = None  # empty: AWS; a local endpoint (kinesis-local)
+    # Kinesis-compatible endpoint (kinesis-local in `make up BUS=kinesis`); unset: AWS.
+    kinesis_endpoint_url: str | None = None
