@@ -16,8 +16,9 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     processor_checkpoint_location: str = "/tmp/clickstream/checkpoints"  # noqa: S108
     # How late an event may be and still count in windows and sessions.
     processor_watermark_delay: str = "2 minutes"
-    # Micro-batch interval of the lake and windows queries. 2 s rather than 5: in the benchmark it took freshness p95 from 9.2 to 6.0 s (events) and
-    # 10.6 to 7.2 s (windows) at no cost in throughput (docs/benchmarks.md).
+    # Micro-batch interval of the lake and windows queries. 2 s rather than 5: in the
+    # benchmark it took freshness p95 from 9.2 to 6.0 s (events) and 10.6 to 7.2 s (windows)
+    # at no cost in throughput (docs/benchmarks.md).
     processor_trigger_interval: str = "2 seconds"
     # Micro-batch interval of the sessions query. Sessions close only after the gap; a
     # longer trigger costs no freshness there.
@@ -36,9 +37,10 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     processor_starting_offsets: str = "earliest"
     # Records per micro-batch at most, per query (maxOffsetsPerTrigger).
     processor_max_offsets_per_trigger: int = 200_000
-    # spark.sql.shuffle.partitions, also the state partitions. One per task slot (local[2]; 2 executors x 1 core): each is a state store per stateful
-    # operator per batch. Window freshness p95 in the benchmark: 6.4 and 5.1 s with 2, 8.7 and
-    # 10.2 s with 4 (two runs each), at the same throughput. Fixed once a checkpoint exists.
+    # spark.sql.shuffle.partitions, also the state partitions: one per task slot (local[2];
+    # 2 executors x 1 core), each a state store per stateful operator per batch. Window
+    # freshness p95 in the benchmark: 6.4 and 5.1 s with 2, 8.7 and 10.2 s with 4 (two runs
+    # each), at the same throughput. Fixed once a checkpoint exists.
     processor_shuffle_partitions: int = 2
     # spark.driver.memory (a lake batch is collected in the driver).
     processor_driver_memory: str = "2g"
