@@ -50,6 +50,12 @@ class S3Settings(BaseSettings):
             "aws_secret_access_key": secret.get_secret_value() if secret else None,
         }
 
+    def s3_client(self) -> Any:
+        """A boto3 S3 client of these settings: the one way every part makes one."""
+        import boto3  # each caller's dependency; the library itself needs no boto3
+
+        return boto3.client("s3", **self.boto3_client_kwargs())
+
     def arrow_filesystem_kwargs(self) -> dict[str, Any]:
         """Arguments for `pyarrow.fs.S3FileSystem(...)`: the same endpoint, region and keys
         (no keys: the AWS SDK's default chain, IRSA included)."""

@@ -18,7 +18,6 @@ import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from botocore.exceptions import ClientError
@@ -74,7 +73,7 @@ class DetectorService:
             settings.anomaly_bucket_seconds, settings.anomaly_grace_seconds
         )
         self.detector = Detector(MODEL, self.tuning)
-        self.s3 = s3 if s3 is not None else boto3.client("s3", **settings.boto3_client_kwargs())
+        self.s3 = s3 if s3 is not None else settings.s3_client()
         self.offsets: dict[str, int] = {}  # "topic:partition" -> next offset
         # Newest received_at read per partition: while a partition still has records to read,
         # the watermark waits for it (a replay reads partitions unevenly; a bucket must not

@@ -54,7 +54,6 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -219,7 +218,7 @@ class LakeIndex:
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeIndex:
         return cls(
-            boto3.client("s3", **settings.boto3_client_kwargs()),
+            settings.s3_client(),
             settings.s3_bucket,
             pafs.S3FileSystem(**settings.arrow_filesystem_kwargs()),
         )

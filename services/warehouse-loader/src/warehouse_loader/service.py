@@ -16,7 +16,6 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import psycopg
 
 from clickstream_common.lake import BatchKind
@@ -52,14 +51,12 @@ class Stopping(Exception):  # control flow: the process was asked to stop
     """Raised out of a retry loop when the process is asked to stop."""
 
 
-def s3_client(settings: Settings) -> Any:
-    return boto3.client("s3", **settings.boto3_client_kwargs())
 
 
 class LoaderService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.s3 = s3_client(settings)
+        self.s3 = settings.s3_client()
         self.conn: psycopg.Connection[Any] | None = None
         self.ready = False
         self.stopping = threading.Event()
