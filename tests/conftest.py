@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from clickstream_common import polling
 from clickstream_local.config import StackConfig
 from clickstream_local.stack import ConnectionInfo, Stack
 
@@ -27,15 +27,8 @@ T = TypeVar("T")
 def wait_for(
     condition: Callable[[], T | None], timeout: float, interval: float = 0.5, what: str = ""
 ) -> T:
-    """Poll `condition` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    """Poll `condition` until it returns something truthy, or fail the test at the deadline."""
+    return polling.wait_for(condition, timeout, what, interval=interval, error=AssertionError)
 
 
 @dataclass
