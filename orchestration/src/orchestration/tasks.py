@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 LOAD_TIMEOUT_SECONDS = 900.0
 
 
-
-
 def parse_time(value: str | datetime) -> datetime:
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -10,6 +10,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clickstream_common.kafka_security import KafkaSecuritySettings
 
+# The pipeline's topic and bucket names (docs/contracts.md), written once: the settings
+# default to them, and the local platform, the simulator and the benchmarks use them.
+EVENTS_TOPIC = "clickstream.events"
+DEAD_LETTER_TOPIC = "clickstream.events.dlq"
+S3_EVENTS_TOPIC = "clickstream.s3-events"  # the S3 server's object-created notifications
+ANOMALIES_TOPIC = "clickstream.anomalies"
+LAKE_BUCKET = "clickstream-lake"
+
 
 class CommonSettings(KafkaSecuritySettings):
     """Kafka (address, topics, connection security) and logging, shared by every service."""
@@ -19,9 +27,9 @@ class CommonSettings(KafkaSecuritySettings):
     # Kafka bootstrap servers (host:port, comma-separated).
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     # Accepted events, JSON; key = the user key (user id, else anonymous id).
-    kafka_events_topic: str = "clickstream.events"
+    kafka_events_topic: str = EVENTS_TOPIC
     # Rejected events with their reason.
-    kafka_dead_letter_topic: str = "clickstream.events.dlq"
+    kafka_dead_letter_topic: str = DEAD_LETTER_TOPIC
     # Level of the structured JSON logs on stdout.
     log_level: str = "INFO"
 
@@ -34,7 +42,7 @@ class S3Settings(BaseSettings):
     # Region of the bucket.
     s3_region: str = "us-east-1"
     # The data lake bucket (raw/, processed/, errors/).
-    s3_bucket: str = "clickstream-lake"
+    s3_bucket: str = LAKE_BUCKET
     # Static S3 keys (from a Secret in Kubernetes); unset: the AWS default chain (IRSA).
     aws_access_key_id: str | None = None
     # The secret key of AWS_ACCESS_KEY_ID.

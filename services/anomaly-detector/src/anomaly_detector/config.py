@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from clickstream_common.settings import CommonSettings, S3Settings
+from clickstream_common.settings import ANOMALIES_TOPIC, CommonSettings, S3Settings
 
 
 class Settings(CommonSettings, S3Settings):
     # Consumer group (offsets live in the checkpoint; the group names the client).
     anomaly_consumer_group: str = "anomaly-detector"
     # Topic the anomalies are published to.
-    anomaly_topic: str = "clickstream.anomalies"
+    anomaly_topic: str = ANOMALIES_TOPIC
     # A first start without checkpoint reads the topics from here; "earliest" learns the
     # seasonal profile from the days the topic retains.
     anomaly_starting_offsets: str = "earliest"

@@ -46,8 +46,6 @@ LAKE, WINDOWS, SESSIONS_QUERY = "lake", "windows", "sessions"
 POOL_WEIGHTS = {LAKE: 2, WINDOWS: 2, SESSIONS_QUERY: 1}
 
 
-
-
 def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     return (
         spark.readStream.format("kafka")

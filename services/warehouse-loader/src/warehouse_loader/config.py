@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from clickstream_common.settings import CommonSettings, S3Settings
+from clickstream_common.settings import S3_EVENTS_TOPIC, CommonSettings, S3Settings
 from clickstream_common.tables import Dialect
 
 
@@ -21,7 +21,7 @@ class Settings(CommonSettings, S3Settings):
     # Where S3 object-created notifications come from: Kafka (versitygw) or SQS (Amazon S3).
     loader_notifications_source: NotificationSource = NotificationSource.KAFKA
     # Topic of the S3 notifications (source kafka).
-    loader_notifications_topic: str = "clickstream.s3-events"
+    loader_notifications_topic: str = S3_EVENTS_TOPIC
     # Consumer group on the notifications topic.
     loader_consumer_group: str = "warehouse-loader"
     # Queue of the S3 notifications (source sqs).

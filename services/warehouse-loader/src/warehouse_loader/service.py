@@ -51,8 +51,6 @@ class Stopping(Exception):  # control flow: the process was asked to stop
     """Raised out of a retry loop when the process is asked to stop."""
 
 
-
-
 class LoaderService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -48,7 +48,6 @@ class ImportResult:
 def read_text(source: str) -> str:
     """The export's text, from a file or `s3://bucket/key`; `.gz` is decompressed."""
     if source.startswith("s3://"):
-
         from clickstream_common.settings import S3Settings
 
         bucket, _, key = source.removeprefix("s3://").partition("/")
