@@ -70,8 +70,31 @@ def _operations(service: str) -> dict[str, str]:
     return {xform_name(op): op for op in model.operation_names}
 
 
+COMMON = REPO / "libs/clickstream-common/src"
+
+
+def _shared_modules(trees: list[ast.AST]) -> set[Path]:
+    """The clickstream_common modules a service imports: their calls run with its role."""
+    found = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.startswith("clickstream_common."):
+                    path = COMMON / (name.replace(".", "/") + ".py")
+                    if path.exists():
+                        found.add(path)
+    return found
+
+
 def _sources(package: Path) -> Iterator[ast.AST]:
-    for path in sorted(package.rglob("*.py")):
+    own = [ast.parse(p.read_text(), str(p)) for p in sorted(package.rglob("*.py"))]
+    yield from own
+    for path in sorted(_shared_modules(own)):
         yield ast.parse(path.read_text(), str(path))
 
 

@@ -25,10 +25,12 @@ import psycopg
 import pytest
 import trino
 
+from anomaly_detector.output import lake_table
 from clickstream_common.catalog import view_name
 from clickstream_common.lake import parse_commit_marker_key
+from clickstream_common.lake_writer import write_dataset_batch
 from clickstream_common.schema import LogicalType
-from clickstream_common.tables import TABLES, TableSpec, qualified, quote_identifier
+from clickstream_common.tables import ANOMALIES, TABLES, TableSpec, qualified, quote_identifier
 from clickstream_local.aws_parts import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, TRINO_CATALOG
 from tests.conftest import RunningStack, send_closed_range, wait_for
 
@@ -185,6 +187,32 @@ def loaded_lake(lake_stack: RunningStack) -> LoadedLake:
         return row[0] if row and row[0] else None
 
     wait_for(sessions_loaded, timeout=300, interval=3, what="closed sessions in the warehouse")
+    # Simulated shoppers make no anomaly (the detector needs 20 minutes of history first):
+    # write two scored minutes the way the detector does, so its table is compared too.
+    anomalies = [
+        {
+            "window_start": (start + timedelta(minutes=i)).isoformat(),
+            "window_end": (start + timedelta(minutes=i + 1)).isoformat(),
+            "series": "events:page_view:web",
+            "observed": 250.0 + i,
+            "expected": 80.0,
+            "expected_low": 60.0,
+            "expected_high": 100.0,
+            "score": 9.5 + i,
+            "model": "seasonal",
+            "detected_at": (start + timedelta(minutes=i + 1, seconds=12)).isoformat(),
+        }
+        for i in range(2)
+    ]
+    batch_id = int(start.timestamp()) + 60
+    write_dataset_batch(
+        _s3(info),
+        info.s3_bucket,
+        ANOMALIES.name,
+        lake_table(anomalies, batch_id),
+        batch_id,
+        ANOMALIES.time_column,
+    )
 
     # Quiet pipeline: every commit marker in the lake is loaded, twice in a row.
     settled: list[set[str]] = []

@@ -224,6 +224,29 @@ def _identity_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [first[k] for k in sorted(first)]
 
 
+def _anomaly_rows(so_far: list[dict[str, Any]], minutes: set[datetime]) -> list[dict[str, Any]]:
+    """What the anomaly detector would write for the minutes a batch touched: one scored row
+    per minute of the event count, scored again (and replaced) when late events reach it."""
+    counts: dict[datetime, int] = defaultdict(int)
+    for e in so_far:
+        counts[minute_of(e["event_time"])] += 1
+    return [
+        {
+            "window_start": m,
+            "window_end": m + timedelta(minutes=1),
+            "series": "events:total",
+            "observed": float(counts[m]),
+            "expected": 10.0,
+            "expected_low": 4.0,
+            "expected_high": 16.0,
+            "score": (counts[m] - 10.0) / 1.5,
+            "model": "robust-z",
+            "detected_at": m + timedelta(minutes=1, seconds=10),
+        }
+        for m in sorted(minutes)
+    ]
+
+
 AGGREGATES = {
     "event_counts_minute": _counts_minute,
     "active_users_5m": _active_users,
@@ -241,7 +264,7 @@ class LakeBatch:
 def build_batches(
     start: datetime, end: datetime, events: int, batches: int, seed: int = 5
 ) -> list[LakeBatch]:
-    """Micro-batches of all six data sets for simulator traffic in [start, end)."""
+    """Micro-batches of every data set for simulator traffic in [start, end)."""
     rng = random.Random(seed)
     raw = ClickstreamGenerator(seed=seed).events_between(start, end, events)
     enriched = [enrich(r, i) for i, r in enumerate(raw)]
@@ -285,6 +308,10 @@ def build_batches(
                 session_rows.append(_session_row(rows) | {"batch_id": batch_id})
         batch.rows["sessions"] = session_rows
         batch.rows["identities"] = [r | {"batch_id": batch_id} for r in _identity_rows(events_in)]
+        touched_minutes = {minute_of(e["event_time"]) for e in new}
+        batch.rows["anomalies"] = [
+            r | {"batch_id": batch_id} for r in _anomaly_rows(so_far, touched_minutes)
+        ]
         result.append(batch)
     return result
 

@@ -71,7 +71,8 @@ def test_an_older_warehouse_is_migrated_and_keeps_its_rows(
         }
     assert set(ADDED) <= found
     assert key == (["source", "event_id"],)
-    assert sorted(versions) == [1, 2, 3]
+    # Every later version applied once, in order (the older warehouse had 1 and 2).
+    assert sorted(versions) == [v for v, _ in sql.migrations(Dialect.POSTGRES)]
     assert "replaced_ranges" in tables
 
     # Batches load into the migrated warehouse; the row it held keeps its place.

@@ -61,6 +61,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 32 * 1024
     head_timeout_seconds = 10.0
     max_connections = 2048
+    # After a refusal, how long the rest of what the client is still sending is read and
+    # dropped before the socket closes (a "lingering close", as nginx and Apache do).
+    linger_seconds = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,6 +75,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.head_parsed = 0
         self.head_timer: asyncio.TimerHandle | None = None
+        self.linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -92,9 +96,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm_head_timer()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.linger_timer is not None:
+            return  # refused: what the client still sends is dropped
         # uvicorn's own, but for requests refused at the end of their headers.
         self._unset_keepalive_if_required()
         if self.in_head:
@@ -190,9 +199,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         metrics.CONNECTIONS_REFUSED.labels(reason).inc()
-        if answer:
-            self.transport.write(answer)
-        self.transport.close()
+        if not answer or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # Closing at once while the client is still sending makes the kernel answer its next
+        # bytes with a reset, which can destroy the refusal before the client reads it. So:
+        # send the answer and our FIN, read and drop what still comes, close after a bound.
+        self.transport.write(answer)
+        self.transport.write_eof()
+        self.linger_timer = self.loop.call_later(self.linger_seconds, self.transport.close)
 
 
 def guarded_protocol(settings: Settings) -> type[GuardedHttpToolsProtocol]:
