@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from clickstream_common import polling
 from clickstream_local.config import StackConfig
@@ -29,6 +31,44 @@ def wait_for(
 ) -> T:
     """Poll `condition` until it returns something truthy, or fail the test at the deadline."""
     return polling.wait_for(condition, timeout, what, interval=interval, error=AssertionError)
+
+
+async def read_topic(
+    bootstrap: str, topic: str, partitions: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of a topic, from the beginning to its end when called (the tests' one way
+    to read a whole topic)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        for tp in assigned:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=2000)
+                records += [r for r in batch.get(tp, []) if r.offset < ends[tp]]
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Records of a topic a consumer group has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(assigned)
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in assigned)
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 @dataclass
