@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +35,7 @@ from anomaly_detector.series import (
 )
 from clickstream_common.lake_writer import write_dataset_batch
 from clickstream_common.logs import configure_logging
-from clickstream_common.probes import ProbeServer
+from clickstream_common.probes import ProbeServer, run_until_stopped
 from clickstream_common.tables import ANOMALIES
 
 log = logging.getLogger(__name__)
@@ -308,13 +307,4 @@ def run() -> None:
         settings.anomaly_metrics_host, settings.anomaly_metrics_port, ready=lambda: service.ready
     ).start()
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.stopping.set)
-        await service.run()
-
-    try:
-        asyncio.run(main())
-    finally:
-        probe.stop()
+    run_until_stopped(service.run, service.stopping.set, probe)

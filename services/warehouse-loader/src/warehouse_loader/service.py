@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import signal
 import threading
 import time
 from typing import Any
@@ -20,7 +19,7 @@ import psycopg
 
 from clickstream_common.lake import BatchKind
 from clickstream_common.logs import configure_logging
-from clickstream_common.probes import ProbeServer
+from clickstream_common.probes import ProbeServer, run_until_stopped
 from clickstream_common.tables import TABLES, Dialect
 from warehouse_loader import metrics, sql
 from warehouse_loader.config import Settings
@@ -302,13 +301,4 @@ def run() -> None:
         },
     )
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.stopping.set)
-        await service.run()
-
-    try:
-        asyncio.run(main())
-    finally:
-        probe.stop()
+    run_until_stopped(service.run, service.stopping.set, probe)
