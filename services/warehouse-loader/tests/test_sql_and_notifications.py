@@ -56,7 +56,9 @@ def test_copy_from_stdin_streams_csv_into_staging_or_the_target() -> None:
     )
 
 
-def test_ledger_claim_skips_a_version_already_claimed() -> None:
+def test_ledger_claim_sql_does_nothing_for_a_claimed_version() -> None:
+    """The statements' text; tests/loader/test_exactly_once.py shows a replayed marker
+    skipped as already loaded on PostgreSQL."""
     assert sql.claim_ledger_sql() == (
         "INSERT INTO analytics.load_ledger (object_key, etag, table_name, batch_id, "
         "rows_loaded, status, reason, marker_created_at) "
