@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from clickstream_common.lake import HOUR, floor_hour
 from orchestration import metrics, quality
-from orchestration.hours import HOUR, floor_hour
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
