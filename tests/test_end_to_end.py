@@ -8,7 +8,6 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import httpx
 import orjson
 import psycopg
@@ -54,13 +53,7 @@ def warehouse_counts(
 
 
 def raw_zone_event_ids(info: Any) -> Counter[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=info.s3_endpoint,
-        region_name=info.s3_region,
-        aws_access_key_id=info.s3_access_key,
-        aws_secret_access_key=info.s3_secret_key,
-    )
+    s3 = info.s3_client()
     ids: Counter[str] = Counter()
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=info.s3_bucket, Prefix="raw/events/"

@@ -143,3 +143,17 @@ def test_every_variable_the_local_platform_sets_is_a_setting(tmp_path: Path, bus
         fields = {f.upper() for f in settings.model_fields}
         unknown = set(service_env(c, name)) - fields - shared - spark_own
         assert not unknown, f"{name}: {sorted(unknown)} are no Settings fields"
+
+
+def test_connection_info_makes_the_services_s3_client() -> None:
+    from clickstream_local.stack import ConnectionInfo
+
+    info = ConnectionInfo(
+        "http://i", "k", "dsn", "http://p", "http://127.0.0.1:17070", "lake", "eu-west-1",
+        "access", "secret", "127.0.0.1:19092",
+    )  # fmt: skip
+    client = info.s3_client()
+    assert client.meta.endpoint_url == "http://127.0.0.1:17070"
+    assert client.meta.region_name == "eu-west-1"
+    assert client._request_signer._credentials.access_key == "access"
+    assert info.s3_settings().s3_bucket == "lake"

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import psycopg
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -31,16 +30,6 @@ from clickstream_local.services import service_env
 from clickstream_local.stack import Stack
 from tests.conftest import RunningStack, read_topic, wait_for
 from tests.conftest import group_lag as tests_group_lag
-
-
-def s3_client(endpoint: str, access_key: str = "x", secret_key: str = "x") -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-    )
 
 
 @dataclass
@@ -58,7 +47,7 @@ class Lake:
     def create(cls, running: RunningStack) -> Lake:
         info = running.info
         tag = uuid.uuid4().hex[:8]
-        s3 = s3_client(info.s3_endpoint, info.s3_access_key, info.s3_secret_key)
+        s3 = info.s3_client()
         bucket = f"loader-test-{tag}"
         s3.create_bucket(Bucket=bucket)
         admin_dsn = info.warehouse_dsn.rsplit("/", 1)[0] + "/postgres"
