@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
 import orjson
 import pyarrow.parquet as pq
 from confluent_kafka import Producer
@@ -104,13 +103,7 @@ def simple_event(
 class Lake:
     def __init__(self, info: Any) -> None:
         self.bucket = info.s3_bucket
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=info.s3_endpoint,
-            region_name=info.s3_region,
-            aws_access_key_id=info.s3_access_key,
-            aws_secret_access_key=info.s3_secret_key,
-        )
+        self.s3 = info.s3_client()
 
     def keys(self, prefix: str) -> list[str]:
         found: list[str] = []

@@ -406,11 +406,21 @@ def test_sessions_split_and_merge_by_the_gap(kafka_frame: Frame, event: Event) -
     )
 
 
-def test_session_key_is_stable_and_matches_spark() -> None:
+def test_session_key_is_stable() -> None:
     key = transforms.session_key("u1", datetime(2026, 11, 27, 12, 0))
     assert key == transforms.session_key("u1", datetime(2026, 11, 27, 12, 0))
     assert key != transforms.session_key("u1", datetime(2026, 11, 27, 12, 0, 1))
     assert len(key) == 32
+
+
+def test_session_key_matches_the_spark_expression(spark: SparkSession) -> None:
+    frame = spark.sql(
+        "SELECT 'u1' AS user_key, to_timestamp('2026-11-27 12:00:00.123456') AS start"
+    )
+    [row] = frame.select(
+        transforms._session_key(frame["user_key"], frame["start"]).alias("key")
+    ).collect()
+    assert row["key"] == transforms.session_key("u1", datetime(2026, 11, 27, 12, 0, 0, 123456))
 
 
 def test_numeric_bounds_come_from_the_shared_schema() -> None:

@@ -25,8 +25,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from clickstream_common.schema import (
+    CURRENCY_PATTERN,
     DEFAULT_CLOCK_POLICY,
+    EVENT_ID_MAX_LENGTH,
     EVENT_TYPE_PATTERN,
+    USER_KEY_FIELDS,
     ClockPolicy,
     EnrichedEvent,
     LogicalType,
@@ -202,7 +205,7 @@ def clean_events(
     if "currency" in columns:
         # Cleaned, not rejected: an unknown currency code is dropped, the event kept.
         currency = F.upper(_text("e.currency"))
-        columns["currency"] = F.when(currency.rlike(r"^[A-Z]{3}$"), currency).alias("currency")
+        columns["currency"] = F.when(currency.rlike(CURRENCY_PATTERN), currency).alias("currency")
     if "future_dated" in columns:
         columns["future_dated"] = F.coalesce(columns["future_dated"], F.lit(False)).alias(
             "future_dated"
@@ -228,7 +231,7 @@ def clean_events(
     checks: list[tuple[str, SparkColumn]] = [
         ("malformed_json", F.col("_malformed")),
         ("missing_event_id", F.col("event_id").isNull()),
-        ("event_id_too_long", F.length("event_id") > 128),
+        ("event_id_too_long", F.length("event_id") > EVENT_ID_MAX_LENGTH),
         ("missing_event_type", F.col("_text_event_type").isNull()),
         ("invalid_event_type", ~F.col("event_type").rlike(EVENT_TYPE_PATTERN)),
         ("invalid_timestamp", F.col("timestamp").isNull()),
@@ -269,7 +272,7 @@ def clean_events(
             "event_time_adjusted"
         )
     derived: dict[str, SparkColumn] = {
-        "user_key": F.coalesce(F.col("user_id"), F.col("anonymous_id")).alias("user_key"),
+        "user_key": F.coalesce(*(F.col(c) for c in USER_KEY_FIELDS)).alias("user_key"),
         "page_host": host.alias("page_host"),
         "page_path": F.when(url.isNotNull(), F.coalesce(F.nullif(url_path, F.lit("")), F.lit("/")))
         .otherwise(F.lit(None))

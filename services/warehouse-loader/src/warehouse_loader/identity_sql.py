@@ -180,7 +180,7 @@ WHERE recency = 1"""
 
 def identity_migration(dialect: Dialect) -> list[str]:
     """The identities table (for warehouses created before it existed) and its views."""
-    statements = [create_table_sql(IDENTITIES, dialect, quote_reserved=True)]
+    statements = [create_table_sql(IDENTITIES, dialect)]
     if dialect is Dialect.POSTGRES:
         # Redshift's sort and distribution keys stand for these there.
         statements += [

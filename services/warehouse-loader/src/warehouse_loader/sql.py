@@ -1,7 +1,7 @@
 """SQL builders: pure functions from table specs to statements, for both dialects.
 
-Column names go through `quote_identifier` in both dialects, so `timestamp` (reserved in
-Redshift) is always written `"timestamp"`.
+Column names go through `quote_identifier` in both dialects: always double-quoted, so a
+name either warehouse reserves (`timestamp` in Redshift) needs no list.
 """
 
 from __future__ import annotations
@@ -564,7 +564,7 @@ def evolve_schema_sql(
     for spec in tables if tables is not None else TABLES.values():
         have = existing.get(spec.name)
         if have is None:
-            statements.append(create_table_sql(spec, dialect, quote_reserved=True))
+            statements.append(create_table_sql(spec, dialect))
             continue
         for column in spec.columns:
             if column.name in have:
@@ -585,7 +585,7 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
     """Versioned, idempotent schema steps; applied in order, each once."""
     v1 = [
         f"CREATE SCHEMA IF NOT EXISTS {WAREHOUSE_SCHEMA}",
-        *(create_table_sql(t, dialect, quote_reserved=True) for t in TABLES.values()),
+        *(create_table_sql(t, dialect) for t in TABLES.values()),
         _ledger_v1(dialect),
     ]
     v2 = [
@@ -595,7 +595,7 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
     ]
     # Tables added after v1 (v1 creates every table of TABLES on a new warehouse; these
     # reach warehouses created before them).
-    v3 = [create_table_sql(ANOMALIES, dialect, quote_reserved=True)]
+    v3 = [create_table_sql(ANOMALIES, dialect)]
     # v4: the identity map (for warehouses created before it), stitched views and user
     # traits (identity_sql.py).
     # v5: the per-source events key, the ranges corrections replace, load_status by kind.
