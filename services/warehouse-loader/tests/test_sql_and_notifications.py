@@ -72,8 +72,12 @@ def test_ledger_claim_sql_does_nothing_for_a_claimed_version() -> None:
 
 def test_migrations_are_versioned_and_create_everything() -> None:
     steps = sql.migrations(Dialect.POSTGRES)
-    assert [v for v, _ in steps] == [1, 2, 3, 4, 5]
-    v1, v2, v3, _, v5 = ("\n".join(s) for _, s in steps)
+    assert [v for v, _ in steps] == [1, 2, 3, 4, 5, 6]
+    v1, v2, v3, _, v5, v6 = ("\n".join(s) for _, s in steps)
+    # The views that sum the events' revenue follow the schema's revenue rule.
+    for view in ("conversion_funnel_hourly", "stitched_users"):
+        assert f"CREATE OR REPLACE VIEW analytics.{view} AS" in v6
+    assert v6.count("COALESCE(revenue, price * COALESCE(quantity, 1), 0)") == 2
     # A table added after v1 reaches existing warehouses through its own step.
     assert "CREATE TABLE IF NOT EXISTS analytics.anomalies (" in v3
     assert "CREATE SCHEMA IF NOT EXISTS analytics" in v1

@@ -29,6 +29,7 @@ from clickstream_common.schema import (
     DEFAULT_CLOCK_POLICY,
     EVENT_ID_MAX_LENGTH,
     EVENT_TYPE_PATTERN,
+    PURCHASE_EVENT_TYPE,
     USER_KEY_FIELDS,
     ClockPolicy,
     EnrichedEvent,
@@ -153,6 +154,20 @@ def _in_range(value: SparkColumn, bounds: tuple[float | None, float | None]) -> 
     if high is not None:
         ok = ok & (value <= F.lit(high))
     return value.isNull() | ok
+
+
+def purchase_revenue(event_type: SparkColumn | None = None) -> SparkColumn:
+    """`clickstream_common.schema.purchase_revenue` as a column over `event_type`,
+    `revenue`, `price` and `quantity` (a parity test holds the two together)."""
+    etype = F.col("event_type") if event_type is None else event_type
+    return F.when(
+        etype == PURCHASE_EVENT_TYPE,
+        F.coalesce(
+            F.col("revenue"),
+            F.col("price") * F.coalesce(F.col("quantity"), F.lit(1)),
+            F.lit(0.0),
+        ),
+    ).otherwise(F.lit(0.0))
 
 
 def bounded_event_time(
@@ -456,12 +471,9 @@ def window_aggregates(events: DataFrame) -> DataFrame:
             "received_at",
         )
     )
-    is_purchase = etype == "purchase"
+    is_purchase = etype == PURCHASE_EVENT_TYPE
     units = F.when(is_purchase, F.coalesce(F.col("quantity"), F.lit(1)))
-    revenue = F.when(
-        is_purchase,
-        F.coalesce(F.col("revenue"), F.col("price") * F.coalesce(F.col("quantity"), F.lit(1))),
-    )
+    revenue = purchase_revenue(etype)
     return exploded.groupBy("dataset", "w", "dim").agg(
         F.count(F.lit(1)).alias("n"),
         F.size(F.collect_set("uk")).cast("long").alias("users"),
@@ -544,9 +556,7 @@ def sessions(events: DataFrame, gap: str) -> DataFrame:
         .cast("long")
         .alias("products_viewed"),
         F.max(etype == "purchase").alias("converted"),
-        F.coalesce(F.sum(F.when(etype == "purchase", F.col("revenue"))), F.lit(0.0))
-        .cast("double")
-        .alias("revenue"),
+        F.coalesce(F.sum(purchase_revenue(etype)), F.lit(0.0)).cast("double").alias("revenue"),
         F.min_by("page_path", F.when(F.col("page_path").isNotNull(), order)).alias("entry_page"),
         F.max_by("page_path", F.when(F.col("page_path").isNotNull(), order)).alias("exit_page"),
         F.max("received_at").alias("max_received_at"),

@@ -27,7 +27,8 @@ from clickstream_common.tables import (
     quote_identifier,
     sql_type,
 )
-from warehouse_loader.identity_sql import identity_migration
+from warehouse_loader.identity_sql import identity_migration, identity_views
+from warehouse_loader.rules_sql import purchase_revenue_sql
 
 LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
 MIGRATIONS = f"{WAREHOUSE_SCHEMA}.schema_migrations"
@@ -437,7 +438,7 @@ SELECT
     {users("checkout")} AS checkout_starters,
     {users("purchase")} AS purchasers,
     COUNT(DISTINCT CASE WHEN event_type = 'purchase' THEN property_order_id END) AS orders,
-    SUM(CASE WHEN event_type = 'purchase' THEN revenue ELSE 0 END) AS revenue,
+    SUM({purchase_revenue_sql()}) AS revenue,
     {_rate(users("add_to_cart"), users("product_view"))} AS view_to_cart_rate,
     {_rate(users("checkout"), users("add_to_cart"))} AS cart_to_checkout_rate,
     {_rate(users("purchase"), users("checkout"))} AS checkout_to_purchase_rate,
@@ -604,4 +605,10 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
         _replaced_ranges_v5(dialect),
         load_status_view(dialect),
     ]
-    return [(1, v1), (2, v2), (3, v3), (4, identity_migration(dialect)), (5, v5)]
+    # v6: one revenue rule (clickstream_common.schema.purchase_revenue) in the views that sum
+    # the events' revenue: a purchase without `revenue` earns price x quantity there too.
+    v6 = [
+        next(v for v in bi_views(dialect) if ".conversion_funnel_hourly AS" in v),
+        *(v for v in identity_views(dialect) if ".stitched_users AS" in v),
+    ]
+    return [(1, v1), (2, v2), (3, v3), (4, identity_migration(dialect)), (5, v5), (6, v6)]
