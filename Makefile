@@ -65,6 +65,7 @@ evaluate-anomalies: sync
 lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) python -m clickstream_common.config_docs --check
 
 typecheck:
 	$(RUN) mypy libs/*/src services/*/src tools/*/src local/src orchestration/src

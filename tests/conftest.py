@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from clickstream_common import polling
 from clickstream_local.config import StackConfig
 from clickstream_local.stack import ConnectionInfo, Stack
 
@@ -27,15 +29,46 @@ T = TypeVar("T")
 def wait_for(
     condition: Callable[[], T | None], timeout: float, interval: float = 0.5, what: str = ""
 ) -> T:
-    """Poll `condition` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    """Poll `condition` until it returns something truthy, or fail the test at the deadline."""
+    return polling.wait_for(condition, timeout, what, interval=interval, error=AssertionError)
+
+
+async def read_topic(
+    bootstrap: str, topic: str, partitions: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of a topic, from the beginning to its end when called (the tests' one way
+    to read a whole topic)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        for tp in assigned:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=2000)
+                records += [r for r in batch.get(tp, []) if r.offset < ends[tp]]
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Records of a topic a consumer group has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(assigned)
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in assigned)
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 @dataclass

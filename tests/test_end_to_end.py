@@ -8,16 +8,14 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import httpx
 import orjson
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from clickstream_local.config import TOPIC_PARTITIONS
-from tests.conftest import StackFactory, send_closed_range, wait_for
+from tests.conftest import StackFactory, group_lag, read_topic, send_closed_range, wait_for
 
 pytestmark = pytest.mark.platform
 
@@ -55,13 +53,7 @@ def warehouse_counts(
 
 
 def raw_zone_event_ids(info: Any) -> Counter[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=info.s3_endpoint,
-        region_name=info.s3_region,
-        aws_access_key_id=info.s3_access_key,
-        aws_secret_access_key=info.s3_secret_key,
-    )
+    s3 = info.s3_client()
     ids: Counter[str] = Counter()
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=info.s3_bucket, Prefix="raw/events/"
@@ -76,51 +68,24 @@ def raw_zone_event_ids(info: Any) -> Counter[str]:
     return ids
 
 
-async def _partitions(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-    # The platform creates the topic with the contract's partition count.
-    return [TopicPartition(S3_EVENTS_TOPIC, p) for p in range(TOPIC_PARTITIONS[S3_EVENTS_TOPIC])]
-
-
 async def replay_s3_notifications(bootstrap: str) -> int:
     """Publish every S3 notification on the topic a second time; return how many."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    messages = []
-    try:
-        partitions = await _partitions(consumer)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                messages += [(r.key, r.value) for r in batch.get(tp, []) if r.offset < ends[tp]]
-    finally:
-        await consumer.stop()
+    records = await read_topic(bootstrap, S3_EVENTS_TOPIC, TOPIC_PARTITIONS[S3_EVENTS_TOPIC])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        for key, value in messages:
-            await producer.send_and_wait(S3_EVENTS_TOPIC, value, key=key)
+        for record in records:
+            await producer.send_and_wait(S3_EVENTS_TOPIC, record.value, key=record.key)
     finally:
         await producer.stop()
-    return len(messages)
+    return len(records)
 
 
 async def loader_lag(bootstrap: str) -> int:
     """Notifications not yet processed (committed) by the loader's consumer group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(LOADER_GROUP)
-        partitions = await _partitions(consumer)
-        ends = await consumer.end_offsets(partitions)
-        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    return await group_lag(
+        bootstrap, LOADER_GROUP, S3_EVENTS_TOPIC, TOPIC_PARTITIONS[S3_EVENTS_TOPIC]
+    )
 
 
 # SASL_SSL: every service connects through the broker's TLS + SCRAM-SHA-512 listener only

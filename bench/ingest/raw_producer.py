@@ -13,6 +13,8 @@ import orjson
 import uvloop
 from aiokafka import AIOKafkaProducer
 
+from clickstream_common.settings import EVENTS_TOPIC
+
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     batches = [
@@ -65,7 +67,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", default="clickstream.events")
+    parser.add_argument("--topic", default=EVENTS_TOPIC)
     parser.add_argument("--events", type=Path, required=True, help="JSON list of event batches")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--linger-ms", type=int, default=5)

@@ -34,7 +34,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import httpx
 import psycopg
 import pyarrow as pa
@@ -244,13 +243,7 @@ def main() -> None:
     try:
         stack.start(platform=True, services=False)
         info = stack.connection_info()
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=info.s3_endpoint,
-            region_name=info.s3_region,
-            aws_access_key_id=info.s3_access_key,
-            aws_secret_access_key=info.s3_secret_key,
-        )
+        s3 = info.s3_client()
         bucket = info.s3_bucket
         dsn = info.warehouse_dsn
         with psycopg.connect(dsn, autocommit=True) as conn:

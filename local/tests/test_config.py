@@ -123,3 +123,37 @@ def test_the_kinesis_bus_reaches_the_collector_and_the_processor(tmp_path: Path)
         != (processor["PROCESSOR_CHECKPOINT_LOCATION"])
     )
     assert "INGEST_SINK" not in service_env(k, "warehouse-loader")
+
+
+@pytest.mark.parametrize("bus", ["kafka", "kinesis"])
+def test_every_variable_the_local_platform_sets_is_a_setting(tmp_path: Path, bus: str) -> None:
+    """The local platform's service environment names only Settings fields (docs/contracts.md
+    is generated from them): the service's own, or the shared S3 and Kinesis settings every
+    service is handed (the collector's Kinesis publisher reads KinesisSettings), besides
+    Spark's own variables."""
+    import importlib
+
+    from clickstream_common.settings import KinesisSettings, S3Settings
+
+    shared = {f.upper() for cls in (S3Settings, KinesisSettings) for f in cls.model_fields}
+    spark_own = {"SPARK_LOCAL_IP", "PYSPARK_PYTHON"}
+    c = StackConfig.ephemeral(tmp_path, cache_dir=tmp_path / "c", bin_dir=tmp_path / "b", bus=bus)
+    for name, module in SERVICE_MODULES.items():
+        settings = importlib.import_module(f"{module}.config").Settings
+        fields = {f.upper() for f in settings.model_fields}
+        unknown = set(service_env(c, name)) - fields - shared - spark_own
+        assert not unknown, f"{name}: {sorted(unknown)} are no Settings fields"
+
+
+def test_connection_info_makes_the_services_s3_client() -> None:
+    from clickstream_local.stack import ConnectionInfo
+
+    info = ConnectionInfo(
+        "http://i", "k", "dsn", "http://p", "http://127.0.0.1:17070", "lake", "eu-west-1",
+        "access", "secret", "127.0.0.1:19092",
+    )  # fmt: skip
+    client = info.s3_client()
+    assert client.meta.endpoint_url == "http://127.0.0.1:17070"
+    assert client.meta.region_name == "eu-west-1"
+    assert client._request_signer._credentials.access_key == "access"
+    assert info.s3_settings().s3_bucket == "lake"

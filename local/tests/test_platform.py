@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import psycopg
 import pytest
@@ -109,13 +108,7 @@ async def _find_notification(bootstrap: str, key: str, wait_s: float) -> dict[st
 
 def test_s3_put_object_notifies_kafka(platform_stack: Stack) -> None:
     info = platform_stack.connection_info()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=info.s3_endpoint,
-        region_name=info.s3_region,
-        aws_access_key_id=info.s3_access_key,
-        aws_secret_access_key=info.s3_secret_key,
-    )
+    s3 = info.s3_client()
     # '=' and ' ' are percent-encoded on the wire; the notification carries the plain key.
     key = f"processed/test/date=2024-01-01/hour=00/batch {uuid.uuid4().hex}.json"
     s3.put_object(Bucket=info.s3_bucket, Key=key, Body=b'{"ok": true}')

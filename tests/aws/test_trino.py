@@ -20,7 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 import trino
@@ -58,13 +57,7 @@ def lake_stack() -> Iterator[RunningStack]:
 
 
 def _s3(info: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=info.s3_endpoint,
-        region_name=info.s3_region,
-        aws_access_key_id=info.s3_access_key,
-        aws_secret_access_key=info.s3_secret_key,
-    )
+    return info.s3_client()
 
 
 def _commit_markers(info: Any) -> set[str]:

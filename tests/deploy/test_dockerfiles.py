@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from deployhelpers import DOCKERFILES, REPO, find_tool, run
+from service_dockerfiles import IMAGES, stale
 
 SERVICES = {
     "ingest-api": "ingest_api",
@@ -34,6 +35,12 @@ def _stages(path: Path) -> list[list[str]]:
         if stages:
             stages[-1].append(line)
     return stages
+
+
+def test_the_python_services_dockerfiles_are_made_from_one_template() -> None:
+    """Four images build the same way: one template, each Dockerfile checked against it."""
+    assert {image.service for image in IMAGES} == set(SERVICES) - {"stream-processor"}
+    assert stale() == [], "run python tests/deploy/service_dockerfiles.py --write"
 
 
 def test_every_service_has_a_dockerfile() -> None:

@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from clickstream_local.config import free_ports, repo_root
 from clickstream_local.kafka_admin import ensure_topics
 from clickstream_local.supervisor import terminate
 from tests.conftest import RunningStack, wait_for
+from tests.conftest import read_topic as read_whole_topic
 
 KEYS: dict[str, Any] = {
     "it-open": "it-web",
@@ -52,25 +52,11 @@ class Record:
 
 
 async def read_topic(bootstrap: str, topic: str, partition_count: int) -> list[Record]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(partition_count)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[Record] = []
-        for tp in partitions:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=2000)
-                records += [
-                    Record(topic, r.key, orjson.loads(r.value), len(r.value))
-                    for r in batch.get(tp, [])
-                    if r.offset < ends[tp]
-                ]
-        return records
-    finally:
-        await consumer.stop()
+    return [
+        Record(topic, r.key, orjson.loads(r.value), len(r.value))
+        for r in await read_whole_topic(bootstrap, topic, partition_count)
+        if r.value is not None
+    ]
 
 
 @dataclass

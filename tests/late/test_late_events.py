@@ -28,7 +28,6 @@ from clickstream_local.components import child_env
 from clickstream_local.config import repo_root
 from clickstream_local.services import service_env
 from tests.conftest import RunningStack, StackFactory, wait_for
-from tests.loader.harness import s3_client
 from tests.processor.streamdata import (
     Sender,
     diff,
@@ -121,7 +120,7 @@ def ticking(bootstrap: str, every: float = 3.0) -> Iterator[None]:
 def correction_markers_loaded(dsn: str, stack: RunningStack) -> int | None:
     """How many correction markers the lake holds, once the ledger holds all of them."""
     info = stack.info
-    s3 = s3_client(info.s3_endpoint, info.s3_access_key, info.s3_secret_key)
+    s3 = info.s3_client()
     keys: set[str] = set()
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=info.s3_bucket, Prefix="processed/"

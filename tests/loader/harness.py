@@ -19,27 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from clickstream_local.components import child_env
 from clickstream_local.config import S3_EVENTS_TOPIC, TOPIC_PARTITIONS, free_ports, repo_root
 from clickstream_local.services import service_env
 from clickstream_local.stack import Stack
-from tests.conftest import RunningStack, wait_for
-
-
-def s3_client(endpoint: str, access_key: str = "x", secret_key: str = "x") -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-    )
+from tests.conftest import RunningStack, read_topic, wait_for
+from tests.conftest import group_lag as tests_group_lag
 
 
 @dataclass
@@ -57,7 +47,7 @@ class Lake:
     def create(cls, running: RunningStack) -> Lake:
         info = running.info
         tag = uuid.uuid4().hex[:8]
-        s3 = s3_client(info.s3_endpoint, info.s3_access_key, info.s3_secret_key)
+        s3 = info.s3_client()
         bucket = f"loader-test-{tag}"
         s3.create_bucket(Bucket=bucket)
         admin_dsn = info.warehouse_dsn.rsplit("/", 1)[0] + "/postgres"
@@ -189,21 +179,8 @@ def partitions_of(topic: str) -> list[TopicPartition]:
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        partitions = partitions_of(topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                values += [r.value for r in batch.get(tp, []) if r.offset < ends[tp] and r.value]
-    finally:
-        await consumer.stop()
-    return values
+    records = await read_topic(bootstrap, topic, len(partitions_of(topic)))
+    return [r.value for r in records if r.value]
 
 
 def notifications_for(bootstrap: str, bucket: str, topic: str = S3_EVENTS_TOPIC) -> list[bytes]:
@@ -240,23 +217,8 @@ def create_topic(bootstrap: str, topic: str) -> None:
     asyncio.run(_create_topic(bootstrap, topic, 1))
 
 
-async def _group_lag(bootstrap: str, group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        partitions = partitions_of(topic)
-        ends = await consumer.end_offsets(partitions)
-        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
 def group_lag(bootstrap: str, group: str, topic: str = S3_EVENTS_TOPIC) -> int:
-    return asyncio.run(_group_lag(bootstrap, group, topic))
+    return asyncio.run(tests_group_lag(bootstrap, group, topic, len(partitions_of(topic))))
 
 
 def copy_in_progress(lake: Lake) -> bool:

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
 import orjson
 import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
 from clickstream_common.lake import CommitMarker, parse_commit_marker_key
+from clickstream_common.schema import purchase_revenue
 from clickstream_common.tables import TABLES
 from clickstream_simulator.generator import ClickstreamGenerator
 
@@ -104,13 +104,7 @@ def simple_event(
 class Lake:
     def __init__(self, info: Any) -> None:
         self.bucket = info.s3_bucket
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=info.s3_endpoint,
-            region_name=info.s3_region,
-            aws_access_key_id=info.s3_access_key,
-            aws_secret_access_key=info.s3_secret_key,
-        )
+        self.s3 = info.s3_client()
 
     def keys(self, prefix: str) -> list[str]:
         found: list[str] = []
@@ -173,6 +167,10 @@ class Lake:
 # Expected values, computed independently of Spark
 
 
+def revenue_of(e: dict[str, Any]) -> float:
+    return purchase_revenue(e["event_type"], e.get("revenue"), e.get("price"), e.get("quantity"))
+
+
 def t(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
@@ -218,7 +216,7 @@ def expected_windows(
                 qty = e.get("quantity") or 1
                 p[2] += 1
                 p[3] += qty
-                p[4] += e["revenue"] if e.get("revenue") is not None else e["price"] * qty
+                p[4] += purchase_revenue(kind, e.get("revenue"), e.get("price"), e.get("quantity"))
     return {
         "event_counts_minute": {k: (n, len(users[k])) for k, n in counts.items()},
         "active_users_5m": {(s,): (len(u),) for s, u in active.items()},
@@ -289,7 +287,7 @@ def expected_sessions(events: list[dict[str, Any]], gap: timedelta) -> dict[str,
                 sum(e["event_type"] == "page_view" for e in run),
                 len({e["product_id"] for e in run if e["event_type"] == "product_view"}),
                 any(e["event_type"] == "purchase" for e in run),
-                round(sum(e.get("revenue") or 0 for e in run if e["event_type"] == "purchase"), 6),
+                round(sum(revenue_of(e) for e in run), 6),
                 pages[0] if pages else None,
                 pages[-1] if pages else None,
             )

@@ -18,7 +18,12 @@ from clickstream_common.schema import (
     columns_of,
     user_key_of,
 )
-from clickstream_common.tables import EVENT_COUNTS_MINUTE, Dialect, create_table_sql
+from clickstream_common.tables import (
+    EVENT_COUNTS_MINUTE,
+    Dialect,
+    create_table_sql,
+    quote_identifier,
+)
 
 
 def test_event_requires_an_identity_and_names_the_problem() -> None:
@@ -56,10 +61,16 @@ def test_columns_are_derived_from_the_model() -> None:
 
 def test_table_ddl_per_dialect() -> None:
     pg = create_table_sql(EVENT_COUNTS_MINUTE, Dialect.POSTGRES)
-    assert "window_start TIMESTAMPTZ NOT NULL" in pg
-    assert "PRIMARY KEY (window_start, event_type)" in pg
+    assert '"window_start" TIMESTAMPTZ NOT NULL' in pg
+    assert 'PRIMARY KEY ("window_start", "event_type")' in pg
     rs = create_table_sql(EVENT_COUNTS_MINUTE, Dialect.REDSHIFT)
-    assert rs.endswith("DISTSTYLE ALL\nSORTKEY (window_start)")
+    assert rs.endswith('DISTSTYLE ALL\nSORTKEY ("window_start")')
+
+
+def test_identifiers_are_always_quoted() -> None:
+    assert quote_identifier("timestamp") == '"timestamp"'
+    assert quote_identifier("event_id") == '"event_id"'
+    assert quote_identifier('we"ird') == '"we""ird"'
 
 
 def test_lake_keys_round_trip() -> None:

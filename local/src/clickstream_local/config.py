@@ -11,11 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Names shared with docs/contracts.md.
-EVENTS_TOPIC = "clickstream.events"
-DEAD_LETTER_TOPIC = "clickstream.events.dlq"
-S3_EVENTS_TOPIC = "clickstream.s3-events"
-ANOMALIES_TOPIC = "clickstream.anomalies"
+from clickstream_common.settings import (
+    ANOMALIES_TOPIC,
+    DEAD_LETTER_TOPIC,
+    EVENTS_TOPIC,
+    LAKE_BUCKET,
+    S3_EVENTS_TOPIC,
+)
+
+__all__ = ["ANOMALIES_TOPIC", "BUCKET", "DEAD_LETTER_TOPIC", "EVENTS_TOPIC", "S3_EVENTS_TOPIC"]
+
 TOPIC_PARTITIONS: dict[str, int] = {
     EVENTS_TOPIC: 6,
     DEAD_LETTER_TOPIC: 3,
@@ -23,7 +28,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     ANOMALIES_TOPIC: 1,
 }
 RECOMMENDER_READ_KEY = "dev-read-key"
-BUCKET = "clickstream-lake"
+BUCKET = LAKE_BUCKET
 DATABASE = "clickstream"
 REGION = "us-east-1"
 # Development-only credentials: the versitygw root user and the ingest write key.

@@ -6,7 +6,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
+from typing import Any
 
+from pydantic import SecretStr
+
+from clickstream_common.settings import S3Settings
 from clickstream_local.alerting import Alertmanager, Redis
 from clickstream_local.aws_parts import KinesisLocal, Moto, Trino
 from clickstream_local.components import S3, Component, Kafka, Postgres, Prometheus
@@ -52,6 +56,20 @@ class ConnectionInfo:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+    def s3_settings(self) -> S3Settings:
+        """The stack's S3 server as the services see it."""
+        return S3Settings(
+            s3_endpoint_url=self.s3_endpoint,
+            s3_region=self.s3_region,
+            s3_bucket=self.s3_bucket,
+            aws_access_key_id=self.s3_access_key,
+            aws_secret_access_key=SecretStr(self.s3_secret_key),
+        )
+
+    def s3_client(self) -> Any:
+        """A boto3 client of the stack's S3 server (tests, benchmarks, the demo)."""
+        return self.s3_settings().s3_client()
 
 
 @dataclass(frozen=True)

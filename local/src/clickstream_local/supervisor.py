@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from clickstream_common import polling
+
 
 class ReadinessError(RuntimeError):
     """A part did not become ready in time (or its process died while we waited)."""
@@ -33,17 +35,15 @@ def wait_until(
     abort: Callable[[], str | None] | None = None,
 ) -> None:
     """Poll `condition` until true; `abort` returns a reason to give up early (process died)."""
-    deadline = time.monotonic() + timeout
-    delay = interval
-    while True:
-        if condition():
-            return
-        if abort is not None and (reason := abort()) is not None:
-            raise ReadinessError(f"{what}: {reason}")
-        if time.monotonic() >= deadline:
-            raise ReadinessError(f"{what}: not ready after {timeout:.0f}s")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+    polling.wait_for(
+        condition,
+        timeout,
+        what,
+        interval=interval,
+        max_interval=1.0,
+        abort=abort,
+        error=ReadinessError,
+    )
 
 
 @dataclass(frozen=True)

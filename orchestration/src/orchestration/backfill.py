@@ -33,16 +33,17 @@ from typing import Any
 import pyarrow.compute as pc
 
 from clickstream_common.lake import (
+    HOUR,
     RAW_PREFIX,
     BatchKind,
     BatchName,
     commit_marker_key,
+    hours_between,
     list_commit_markers,
     stream_batch_of_object,
 )
 from clickstream_common.schema import DEFAULT_CLOCK_POLICY, ClockPolicy
 from clickstream_common.tables import EVENTS, SESSIONS, TABLES
-from orchestration.hours import HOUR, hours_between
 from orchestration.lakefiles import RAW, read_hour
 from orchestration.settings import Settings
 

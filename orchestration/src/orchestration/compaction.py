@@ -37,9 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clickstream_common.arrow import arrow_schema
+from clickstream_common.lake import HOUR
 from clickstream_common.tables import EVENTS, TableSpec
 from orchestration import warehouse
-from orchestration.hours import HOUR
 from orchestration.lakefiles import (
     CompactedObject,
     CompactionManifest,

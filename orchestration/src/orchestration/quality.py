@@ -40,9 +40,11 @@ from botocore.exceptions import ClientError
 
 from clickstream_common import lake
 from clickstream_common.lake import (
+    HOUR,
     BatchKind,
     commit_markers_prefix,
     correction_written_at,
+    floor_hour,
     parse_commit_marker_key,
 )
 from clickstream_common.tables import (
@@ -55,7 +57,6 @@ from clickstream_common.tables import (
     quote_identifier,
 )
 from orchestration import warehouse
-from orchestration.hours import HOUR, floor_hour
 from orchestration.lakefiles import ERRORS, ZONES, LakeObject, batch_label, marker_key_of, read_hour
 from orchestration.settings import Settings
 from orchestration.state import load_json, save_json

@@ -13,7 +13,9 @@ from clickstream_common.tables import Dialect
 
 
 class Settings(CommonSettings, S3Settings):
+    # libpq URL of the warehouse (the loader's setting).
     warehouse_dsn: str = "postgresql://postgres@127.0.0.1:15432/clickstream"
+    # SQL dialect of the warehouse (the loader's setting).
     warehouse_dialect: Dialect = Dialect.POSTGRES
 
     # Prometheus: the data-quality results and the jobs' figures are pushed here (a
@@ -23,9 +25,14 @@ class Settings(CommonSettings, S3Settings):
     orchestration_metrics_namespace: str = ""
 
     # Data-quality thresholds (docs/orchestration.md).
+
+    # Highest share of events without a field's value.
     dq_null_rate_max: float = 0.01
+    # Highest share of events whose time the clock policy replaced.
     dq_adjusted_time_rate_max: float = 0.05
+    # Highest share of rejected events.
     dq_dead_letter_rate_max: float = 0.02
+    # Oldest age of a source's newest event.
     dq_freshness_max_seconds: float = 900.0
     # Sources seen within this many hours are expected to keep sending (freshness).
     dq_freshness_lookback_hours: float = 24.0
@@ -35,8 +42,9 @@ class Settings(CommonSettings, S3Settings):
     # (only the processor's errors/ zone is counted; e.g. on the Kinesis bus).
     dq_dead_letter_source: str = "kafka"
 
-    # Compaction: objects smaller than this are rewritten; outputs aim at the target size.
+    # Compaction: objects smaller than this are rewritten.
     compaction_small_object_bytes: int = 32 * 1024 * 1024
+    # Size compacted objects aim at.
     compaction_target_object_bytes: int = 128 * 1024 * 1024
     # How many days back a daily run looks for hours that late data has touched again.
     compaction_lookback_days: int = 7

@@ -13,19 +13,13 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import boto3
-
+from clickstream_common.lake import HOUR, floor_hour
 from orchestration import metrics, quality
-from orchestration.hours import HOUR, floor_hour
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT_SECONDS = 900.0
-
-
-def s3_client(settings: Settings) -> Any:
-    return boto3.client("s3", **settings.boto3_client_kwargs())
 
 
 def parse_time(value: str | datetime) -> datetime:
@@ -137,7 +131,7 @@ def dq_check(
     settings = Settings()
     hour = checked_hour(logical_date, params)
     now = datetime.now(UTC)
-    s3 = s3_client(settings)
+    s3 = settings.s3_client()
     bucket = settings.s3_bucket
     with connect(settings) as conn:
         if check == "event_counts":
@@ -234,7 +228,7 @@ def compact(
     now = datetime.now(UTC)
     lookback = int((params or {}).get("lookback_days") or settings.compaction_lookback_days)
     hours = hours_of(day, lookback, now)
-    s3 = s3_client(settings)
+    s3 = settings.s3_client()
     target = ZONES[zone]
     if target.processed:
         with connect(settings) as conn:
@@ -308,7 +302,7 @@ def backfill(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError("a backfill needs params start and end (ISO times)")
     settings = Settings()
     datasets = params.get("datasets") or list(rebuild.DATASETS)
-    s3 = s3_client(settings)
+    s3 = settings.s3_client()
     with spark_session("backfill") as (spark, processor):
         plan = rebuild.plan(
             parse_time(params["start"]),

@@ -8,12 +8,13 @@ from typing import Any
 
 import psycopg
 
-from clickstream_common.tables import WAREHOUSE_SCHEMA, Dialect
+from clickstream_common.tables import Dialect
 from orchestration.settings import Settings
+from warehouse_loader.sql import LEDGER
+from warehouse_loader.sql import STATUS_LOADED as LOADED
+from warehouse_loader.sql import STATUS_QUARANTINED as QUARANTINED
 
-LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
-LOADED = "loaded"
-QUARANTINED = "quarantined"
+__all__ = ["LEDGER", "LOADED", "QUARANTINED"]
 # Redshift has no arrays: key lists go as IN (...) in slices of this many parameters.
 _IN_SLICE = 500
 

@@ -1,5 +1,6 @@
 """Every transform as a pure DataFrame -> DataFrame function, on static frames."""
 
+import itertools
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -9,6 +10,7 @@ import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
+from clickstream_common.schema import purchase_revenue
 from clickstream_common.tables import (
     ACTIVE_USERS_5M,
     EVENT_COUNTS_MINUTE,
@@ -406,11 +408,21 @@ def test_sessions_split_and_merge_by_the_gap(kafka_frame: Frame, event: Event) -
     )
 
 
-def test_session_key_is_stable_and_matches_spark() -> None:
+def test_session_key_is_stable() -> None:
     key = transforms.session_key("u1", datetime(2026, 11, 27, 12, 0))
     assert key == transforms.session_key("u1", datetime(2026, 11, 27, 12, 0))
     assert key != transforms.session_key("u1", datetime(2026, 11, 27, 12, 0, 1))
     assert len(key) == 32
+
+
+def test_session_key_matches_the_spark_expression(spark: SparkSession) -> None:
+    frame = spark.sql(
+        "SELECT 'u1' AS user_key, to_timestamp('2026-11-27 12:00:00.123456') AS start"
+    )
+    [row] = frame.select(
+        transforms._session_key(frame["user_key"], frame["start"]).alias("key")
+    ).collect()
+    assert row["key"] == transforms.session_key("u1", datetime(2026, 11, 27, 12, 0, 0, 123456))
 
 
 def test_numeric_bounds_come_from_the_shared_schema() -> None:
@@ -547,3 +559,22 @@ def test_the_ahead_bound_must_stay_below_the_watermark_delay() -> None:
     with pytest.raises(ValueError, match="PROCESSOR_CLOCK_MAX_AHEAD_SECONDS"):
         Settings(processor_watermark_delay="1 minute", processor_clock_max_ahead_seconds=60)
     assert Settings(processor_watermark_delay="30 seconds", processor_clock_max_ahead_seconds=5)
+
+
+def test_purchase_revenue_column_matches_the_schema_rule(spark: SparkSession) -> None:
+    cases = list(
+        itertools.product(
+            ("purchase", "page_view", None),
+            (None, 12.5, 0.0, -3.0),
+            (None, 4.25, 0.0),
+            (None, 3, 0),
+        )
+    )
+    frame = spark.createDataFrame(
+        cases, "event_type string, revenue double, price double, quantity long"
+    )
+    got = frame.select("*", transforms.purchase_revenue().alias("earned")).collect()
+    assert len(got) == len(cases)
+    for row in got:
+        expected = purchase_revenue(row.event_type, row.revenue, row.price, row.quantity)
+        assert row.earned == expected, row

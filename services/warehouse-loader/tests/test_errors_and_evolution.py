@@ -99,14 +99,15 @@ def test_schema_evolution_adds_new_columns_and_tables() -> None:
     have[EVENTS.name] -= {"original_event_time", "event_time_adjusted"}
     statements = sql.evolve_schema_sql(have, Dialect.POSTGRES)
     assert statements[:2] == [
-        "ALTER TABLE analytics.events ADD COLUMN original_event_time TIMESTAMPTZ",
-        "ALTER TABLE analytics.events ADD COLUMN event_time_adjusted TEXT",
+        'ALTER TABLE analytics.events ADD COLUMN "original_event_time" TIMESTAMPTZ',
+        'ALTER TABLE analytics.events ADD COLUMN "event_time_adjusted" TEXT',
     ]
     assert statements[2].startswith("CREATE TABLE IF NOT EXISTS analytics.sessions (")
     assert len(statements) == 3
     redshift = sql.evolve_schema_sql(have, Dialect.REDSHIFT)
     assert (
-        redshift[1] == "ALTER TABLE analytics.events ADD COLUMN event_time_adjusted VARCHAR(65535)"
+        redshift[1]
+        == 'ALTER TABLE analytics.events ADD COLUMN "event_time_adjusted" VARCHAR(65535)'
     )
     # Up to date: nothing to do.
     complete = {t.name: set(t.column_names) for t in TABLES.values()}
@@ -133,15 +134,15 @@ def test_a_correction_of_sessions_replaces_the_ranges_it_covers() -> None:
     assert record == (
         "INSERT INTO analytics.replaced_ranges "
         "(table_name, group_key, range_start, range_end, batch_id) "
-        "SELECT 'sessions', user_key, MIN(session_start), MAX(session_end), batch_id "
-        "FROM stage_sessions GROUP BY user_key, batch_id ON CONFLICT DO NOTHING"
+        """SELECT 'sessions', "user_key", MIN("session_start"), MAX("session_end"), batch_id """
+        'FROM stage_sessions GROUP BY "user_key", batch_id ON CONFLICT DO NOTHING'
     )
     assert delete == (
         "DELETE FROM analytics.sessions USING analytics.replaced_ranges AS r "
         "WHERE r.table_name = 'sessions' "
         "AND r.batch_id IN (SELECT DISTINCT batch_id FROM stage_sessions) "
-        "AND analytics.sessions.user_key = r.group_key "
-        "AND analytics.sessions.session_start BETWEEN r.range_start AND r.range_end "
+        'AND analytics.sessions."user_key" = r.group_key '
+        'AND analytics.sessions."session_start" BETWEEN r.range_start AND r.range_end '
         "AND analytics.sessions.batch_id < r.batch_id"
     )
 
@@ -150,9 +151,9 @@ def test_no_batch_brings_back_a_session_a_newer_correction_replaced() -> None:
     [merge] = sql.merge_sql(SESSIONS)
     guard = (
         "FROM stage_sessions AS s WHERE NOT EXISTS (SELECT 1 FROM analytics.replaced_ranges AS r "
-        "WHERE r.table_name = 'sessions' AND r.group_key = s.user_key "
-        "AND s.session_start BETWEEN r.range_start AND r.range_end "
-        "AND r.batch_id > s.batch_id) ORDER BY session_key, batch_id DESC"
+        """WHERE r.table_name = 'sessions' AND r.group_key = s."user_key" """
+        'AND s."session_start" BETWEEN r.range_start AND r.range_end '
+        'AND r.batch_id > s.batch_id) ORDER BY "session_key", batch_id DESC'
     )
     assert guard in merge
     _, insert = sql.merge_sql(SESSIONS, Dialect.REDSHIFT)

@@ -97,15 +97,15 @@ def test_no_leader_node_only_functions_next_to_table_data() -> None:
 
 
 def test_redshift_ddl_distribution_and_sort_keys() -> None:
-    events = create_table_sql(EVENTS, Dialect.REDSHIFT, quote_reserved=True)
-    assert events.endswith("DISTKEY (user_key)\nSORTKEY (event_time)")
+    events = create_table_sql(EVENTS, Dialect.REDSHIFT)
+    assert events.endswith('DISTKEY ("user_key")\nSORTKEY ("event_time")')
     assert '    "timestamp" TIMESTAMPTZ NOT NULL,' in events
-    assert "    properties SUPER," in events
-    assert create_table_sql(ACTIVE_USERS_5M, Dialect.REDSHIFT, quote_reserved=True).endswith(
-        "DISTSTYLE ALL\nSORTKEY (window_start)"
+    assert '    "properties" SUPER,' in events
+    assert create_table_sql(ACTIVE_USERS_5M, Dialect.REDSHIFT).endswith(
+        'DISTSTYLE ALL\nSORTKEY ("window_start")'
     )
-    assert create_table_sql(SESSIONS, Dialect.REDSHIFT, quote_reserved=True).endswith(
-        "DISTKEY (user_key)\nSORTKEY (session_start)"
+    assert create_table_sql(SESSIONS, Dialect.REDSHIFT).endswith(
+        'DISTKEY ("user_key")\nSORTKEY ("session_start")'
     )
     # The quoted name is the column sqlglot sees, not a keyword.
     columns = [c.name for c in parse(events).find_all(exp.ColumnDef)]
@@ -127,8 +127,8 @@ def test_copy_from_s3_text() -> None:
 
 def test_staging_matches_the_parquet_columns_with_json_as_text() -> None:
     staging = sql.create_staging_sql(EVENTS, Dialect.REDSHIFT)
-    assert staging.startswith("CREATE TEMP TABLE stage_events (\n    event_id VARCHAR(65535),")
-    assert "    properties VARCHAR(65535)," in staging
+    assert staging.startswith('CREATE TEMP TABLE stage_events (\n    "event_id" VARCHAR(65535),')
+    assert '    "properties" VARCHAR(65535),' in staging
     assert '    "timestamp" TIMESTAMPTZ,' in staging
     assert "NOT NULL" not in staging and "PRIMARY KEY" not in staging
 
@@ -137,17 +137,18 @@ def test_redshift_upsert_deletes_older_rows_then_inserts_the_newest() -> None:
     delete, insert = sql.merge_sql(ACTIVE_USERS_5M, Dialect.REDSHIFT)
     assert delete == (
         "DELETE FROM analytics.active_users_5m USING stage_active_users_5m AS s "
-        "WHERE analytics.active_users_5m.window_start = s.window_start "
+        'WHERE analytics.active_users_5m."window_start" = s."window_start" '
         "AND analytics.active_users_5m.batch_id <= s.batch_id"
     )
     assert insert == (
-        "INSERT INTO analytics.active_users_5m (window_start, window_end, active_users, batch_id) "
-        "SELECT s.window_start, s.window_end, s.active_users, s.batch_id FROM ("
-        "SELECT window_start, window_end, active_users, batch_id, "
-        "ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY batch_id DESC) AS loader_rank "
+        "INSERT INTO analytics.active_users_5m "
+        '("window_start", "window_end", "active_users", "batch_id") '
+        'SELECT s."window_start", s."window_end", s."active_users", s."batch_id" FROM ('
+        'SELECT "window_start", "window_end", "active_users", "batch_id", '
+        'ROW_NUMBER() OVER (PARTITION BY "window_start" ORDER BY batch_id DESC) AS loader_rank '
         "FROM stage_active_users_5m) AS s "
-        "LEFT JOIN analytics.active_users_5m AS cur ON cur.window_start = s.window_start "
-        "WHERE s.loader_rank = 1 AND cur.window_start IS NULL"
+        'LEFT JOIN analytics.active_users_5m AS cur ON cur."window_start" = s."window_start" '
+        'WHERE s.loader_rank = 1 AND cur."window_start" IS NULL'
     )
     assert isinstance(parse(delete), exp.Delete) and isinstance(parse(insert), exp.Insert)
 
@@ -155,9 +156,9 @@ def test_redshift_upsert_deletes_older_rows_then_inserts_the_newest() -> None:
 def test_redshift_insert_only_keeps_the_oldest_and_parses_json() -> None:
     delete, insert = sql.merge_sql(EVENTS, Dialect.REDSHIFT)
     assert delete.endswith("AND analytics.events.batch_id > s.batch_id")
-    assert "PARTITION BY source, event_id ORDER BY batch_id ASC" in insert
-    assert "ON cur.source = s.source AND cur.event_id = s.event_id" in insert
-    assert "JSON_PARSE(s.properties)" in insert
+    assert 'PARTITION BY "source", "event_id" ORDER BY batch_id ASC' in insert
+    assert 'ON cur."source" = s."source" AND cur."event_id" = s."event_id"' in insert
+    assert 'JSON_PARSE(s."properties")' in insert
     assert 's."timestamp"' in insert
 
 

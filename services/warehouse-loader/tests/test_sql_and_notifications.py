@@ -17,14 +17,14 @@ def test_upsert_lets_only_a_newer_batch_win() -> None:
     [statement] = sql.merge_sql(EVENT_COUNTS_MINUTE)
     assert statement == (
         "INSERT INTO analytics.event_counts_minute "
-        "(window_start, window_end, event_type, events, unique_users, batch_id) "
-        "SELECT DISTINCT ON (window_start, event_type) "
-        "window_start, window_end, event_type, events, unique_users, batch_id "
+        '("window_start", "window_end", "event_type", "events", "unique_users", "batch_id") '
+        'SELECT DISTINCT ON ("window_start", "event_type") '
+        '"window_start", "window_end", "event_type", "events", "unique_users", "batch_id" '
         "FROM stage_event_counts_minute "
-        "ORDER BY window_start, event_type, batch_id DESC "
-        "ON CONFLICT (window_start, event_type) DO UPDATE SET "
-        "window_end = EXCLUDED.window_end, events = EXCLUDED.events, "
-        "unique_users = EXCLUDED.unique_users, batch_id = EXCLUDED.batch_id "
+        'ORDER BY "window_start", "event_type", batch_id DESC '
+        'ON CONFLICT ("window_start", "event_type") DO UPDATE SET '
+        '"window_end" = EXCLUDED."window_end", "events" = EXCLUDED."events", '
+        '"unique_users" = EXCLUDED."unique_users", "batch_id" = EXCLUDED."batch_id" '
         "WHERE analytics.event_counts_minute.batch_id <= EXCLUDED.batch_id"
     )
 
@@ -32,31 +32,33 @@ def test_upsert_lets_only_a_newer_batch_win() -> None:
 def test_insert_only_keeps_the_oldest_batch_whatever_the_load_order() -> None:
     [statement] = sql.merge_sql(EVENTS)
     # An event_id is unique within its source: the key is (source, event_id).
-    assert "SELECT DISTINCT ON (source, event_id)" in statement
+    assert 'SELECT DISTINCT ON ("source", "event_id")' in statement
     assert (
-        "ORDER BY source, event_id, batch_id ASC ON CONFLICT (source, event_id) DO UPDATE SET"
-        in statement
+        'ORDER BY "source", "event_id", batch_id ASC '
+        'ON CONFLICT ("source", "event_id") DO UPDATE SET' in statement
     )
     assert statement.endswith("WHERE analytics.events.batch_id > EXCLUDED.batch_id")
-    # The reserved word is quoted, in the column list and in the update.
+    # Every column name is quoted (the reserved `timestamp` too), in the list and the update.
     assert ', "timestamp", ' in statement
     assert '"timestamp" = EXCLUDED."timestamp"' in statement
 
 
 def test_copy_from_stdin_streams_csv_into_staging_or_the_target() -> None:
     assert sql.copy_from_stdin_sql(SESSIONS).startswith(
-        "COPY stage_sessions (session_key, user_key, session_start,"
+        'COPY stage_sessions ("session_key", "user_key", "session_start",'
     )
-    assert sql.copy_from_stdin_sql(SESSIONS).endswith("batch_id) FROM STDIN (FORMAT csv)")
+    assert sql.copy_from_stdin_sql(SESSIONS).endswith('"batch_id") FROM STDIN (FORMAT csv)')
     assert sql.copy_from_stdin_sql(EVENTS, "analytics.events").startswith(
-        'COPY analytics.events (event_id, event_type, "timestamp", user_id,'
+        'COPY analytics.events ("event_id", "event_type", "timestamp", "user_id",'
     )
     assert sql.create_staging_sql(EVENTS, Dialect.POSTGRES) == (
         "CREATE TEMP TABLE stage_events (LIKE analytics.events) ON COMMIT DROP"
     )
 
 
-def test_ledger_claim_skips_a_version_already_claimed() -> None:
+def test_ledger_claim_sql_does_nothing_for_a_claimed_version() -> None:
+    """The statements' text; tests/loader/test_exactly_once.py shows a replayed marker
+    skipped as already loaded on PostgreSQL."""
     assert sql.claim_ledger_sql() == (
         "INSERT INTO analytics.load_ledger (object_key, etag, table_name, batch_id, "
         "rows_loaded, status, reason, marker_created_at) "
@@ -70,8 +72,12 @@ def test_ledger_claim_skips_a_version_already_claimed() -> None:
 
 def test_migrations_are_versioned_and_create_everything() -> None:
     steps = sql.migrations(Dialect.POSTGRES)
-    assert [v for v, _ in steps] == [1, 2, 3, 4, 5]
-    v1, v2, v3, _, v5 = ("\n".join(s) for _, s in steps)
+    assert [v for v, _ in steps] == [1, 2, 3, 4, 5, 6]
+    v1, v2, v3, _, v5, v6 = ("\n".join(s) for _, s in steps)
+    # The views that sum the events' revenue follow the schema's revenue rule.
+    for view in ("conversion_funnel_hourly", "stitched_users"):
+        assert f"CREATE OR REPLACE VIEW analytics.{view} AS" in v6
+    assert v6.count("COALESCE(revenue, price * COALESCE(quantity, 1), 0)") == 2
     # A table added after v1 reaches existing warehouses through its own step.
     assert "CREATE TABLE IF NOT EXISTS analytics.anomalies (" in v3
     assert "CREATE SCHEMA IF NOT EXISTS analytics" in v1
@@ -102,7 +108,7 @@ def test_migrations_are_versioned_and_create_everything() -> None:
         assert f"CREATE OR REPLACE VIEW analytics.{view} AS" in v2
     # v5: the per-source events key, the ranges corrections replace, load_status by kind.
     assert "DROP CONSTRAINT IF EXISTS events_pkey" in v5
-    assert "ADD CONSTRAINT events_pkey PRIMARY KEY (source, event_id)" in v5
+    assert 'ADD CONSTRAINT events_pkey PRIMARY KEY ("source", "event_id")' in v5
     assert "CREATE TABLE IF NOT EXISTS analytics.replaced_ranges (" in v5
     assert "AS corrections_loaded" in v5
     # Every statement can run again (IF NOT EXISTS / OR REPLACE / a key dropped, then added).

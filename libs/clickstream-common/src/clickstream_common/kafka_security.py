@@ -43,11 +43,14 @@ class KafkaSecuritySettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
+    # How clients connect: PLAINTEXT, SSL (TLS), or SASL over either (MSK, Confluent, Strimzi).
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     # Required with SASL_*: PLAIN and SCRAM-* take the user and password below; OAUTHBEARER
     # means AWS MSK IAM (the only token source built in).
     kafka_sasl_mechanism: SaslMechanism | None = None
+    # SASL user (PLAIN, SCRAM-*).
     kafka_sasl_username: str | None = None
+    # SASL password (PLAIN, SCRAM-*); from a Secret in Kubernetes.
     kafka_sasl_password: SecretStr | None = None
     # PEM file of the CA(s) that signed the brokers' certificates; empty: the system's trust
     # store (enough for MSK and Confluent Cloud, not for a private CA such as Strimzi's).

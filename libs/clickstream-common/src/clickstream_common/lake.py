@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -50,6 +50,27 @@ CORRECTION_BATCH_BASE = 10**15
 """Added to the events batch a correction was computed from: its rows' batch_id."""
 
 _STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+HOUR = timedelta(hours=1)
+"""The lake's partition (`date=…/hour=…`) and the unit the hourly jobs work in."""
+
+
+def floor_hour(t: datetime) -> datetime:
+    """The start of the hour `t` is in (in UTC when `t` carries a zone)."""
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Every hour (lake partition) that [start, end) touches."""
+    hours = []
+    hour = floor_hour(start)
+    while hour < end:
+        hours.append(hour)
+        hour += HOUR
+    return hours
+
 
 _COMMIT_KEY = re.compile(
     rf"^{PROCESSED_PREFIX}/(?P<dataset>[a-z0-9_]+)/{COMMITS_DIR}/"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -62,3 +64,21 @@ class ProbeServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def run_until_stopped(
+    main: Callable[[], Awaitable[None]], stop: Callable[[], None], probe: ProbeServer
+) -> None:
+    """Run a service's main coroutine to its end: SIGTERM and SIGINT call `stop` (the service
+    finishes what it holds and returns), and the probe server goes last."""
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        await main()
+
+    try:
+        asyncio.run(run())
+    finally:
+        probe.stop()

@@ -54,6 +54,32 @@ QUANTITY_MAX = 1_000_000
 PRICE_MAX = 1e12
 REVENUE_MAX_ABS = 1e12
 
+PURCHASE_EVENT_TYPE = "purchase"
+
+
+def purchase_revenue(
+    event_type: str | None,
+    revenue: float | None,
+    price: float | None,
+    quantity: int | None,
+) -> float:
+    """The revenue rule every figure follows (product stats, sessions, the funnel and the
+    stitched users): a purchase earns its `revenue`; without one, `price` x `quantity` (one
+    unit when no quantity is given); without a price, nothing. Other events earn nothing.
+
+    The stream processor states it as a Spark column (`transforms.purchase_revenue`) and the
+    warehouse as SQL (`warehouse_loader.sql.purchase_revenue_sql`); parity tests hold both to
+    this function.
+    """
+    if event_type != PURCHASE_EVENT_TYPE:
+        return 0.0
+    if revenue is not None:
+        return float(revenue)
+    if price is None:
+        return 0.0
+    return float(price) * (quantity if quantity is not None else 1)
+
+
 USER_KEY_FIELDS: tuple[str, ...] = ("user_id", "anonymous_id")
 """The identity that counts as one user: the first of these that is present. Blank values
 are absent (the models turn them into None), so SQL's COALESCE over the same columns agrees."""

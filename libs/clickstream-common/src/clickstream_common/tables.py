@@ -298,37 +298,11 @@ _SQL_TYPES: dict[Dialect, dict[LogicalType, str]] = {
 }
 
 
-# Words Redshift (r_pg_keywords) or PostgreSQL (SQL Key Words, "reserved") reserve: a column
-# of that name must be double-quoted there. `timestamp` is the one our tables use.
-# fmt: off
-RESERVED_WORDS: frozenset[str] = frozenset((
-    "AES128", "AES256", "ALL", "ALLOWOVERWRITE", "ANALYSE", "ANALYZE", "AND", "ANY", "ARRAY", "AS",
-    "ASC", "ASYMMETRIC", "AUTHORIZATION", "AZ64", "BACKUP", "BETWEEN", "BINARY", "BLANKSASNULL",
-    "BOTH", "BYTEDICT", "BZIP2", "CASE", "CAST", "CHECK", "COLLATE", "COLLATION", "COLUMN",
-    "CONCURRENTLY", "CONSTRAINT", "CREATE", "CREDENTIALS", "CROSS", "CURRENT_CATALOG",
-    "CURRENT_DATE", "CURRENT_ROLE", "CURRENT_SCHEMA", "CURRENT_TIME", "CURRENT_TIMESTAMP",
-    "CURRENT_USER", "CURRENT_USER_ID", "DEFAULT", "DEFERRABLE", "DEFLATE", "DEFRAG", "DELTA",
-    "DELTA32K", "DESC", "DISABLE", "DISTINCT", "DO", "ELSE", "EMPTYASNULL", "ENABLE", "ENCODE",
-    "ENCRYPT", "ENCRYPTION", "END", "EXCEPT", "EXPLICIT", "FALSE", "FETCH", "FOR", "FOREIGN",
-    "FREEZE", "FROM", "FULL", "GLOBALDICT256", "GLOBALDICT64K", "GRANT", "GROUP", "GZIP", "HAVING",
-    "IDENTITY", "IGNORE", "ILIKE", "IN", "INITIALLY", "INNER", "INTERSECT", "INTERVAL", "INTO",
-    "IS", "ISNULL", "JOIN", "LATERAL", "LEADING", "LEFT", "LIKE", "LIMIT", "LOCALTIME",
-    "LOCALTIMESTAMP", "LUN", "LUNS", "LZO", "LZOP", "MINUS", "MOSTLY16", "MOSTLY32", "MOSTLY8",
-    "NATURAL", "NEW", "NOT", "NOTNULL", "NULL", "NULLS", "OFF", "OFFLINE", "OFFSET", "OID", "OLD",
-    "ON", "ONLY", "OPEN", "OR", "ORDER", "OUTER", "OVERLAPS", "PARALLEL", "PARTITION", "PERCENT",
-    "PERMISSIONS", "PIVOT", "PLACING", "PRIMARY", "RAW", "READRATIO", "RECOVER", "REFERENCES",
-    "REJECTLOG", "RESORT", "RESPECT", "RESTORE", "RETURNING", "RIGHT", "SELECT", "SESSION_USER",
-    "SIMILAR", "SNAPSHOT", "SOME", "SYMMETRIC", "SYSDATE", "SYSTEM", "TABLE", "TABLESAMPLE", "TAG",
-    "TDES", "TEXT255", "TEXT32K", "THEN", "TIMESTAMP", "TO", "TOP", "TRAILING", "TRUE",
-    "TRUNCATECOLUMNS", "UNION", "UNIQUE", "UNNEST", "UNPIVOT", "USER", "USING", "VARIADIC",
-    "VERBOSE", "WALLET", "WHEN", "WHERE", "WINDOW", "WITH", "WITHOUT",
-))
-# fmt: on
-
-
 def quote_identifier(name: str) -> str:
-    """A column name as SQL text: double-quoted when either warehouse reserves the word."""
-    return f'"{name}"' if name.upper() in RESERVED_WORDS else name
+    """A column name as SQL text, always double-quoted: no list of reserved words to keep in
+    step with two warehouses (Redshift refuses a bare `timestamp`). Our names are lower case,
+    so quoting changes nothing else in PostgreSQL, Redshift or Trino."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_type(column: Column, dialect: Dialect) -> str:
@@ -340,13 +314,9 @@ def qualified(table: TableSpec | str) -> str:
     return f"{WAREHOUSE_SCHEMA}.{name}"
 
 
-def create_table_sql(table: TableSpec, dialect: Dialect, *, quote_reserved: bool = False) -> str:
-    """CREATE TABLE IF NOT EXISTS for a table, in the given dialect.
-
-    quote_reserved: double-quote column names that a warehouse reserves (Redshift refuses a
-    bare `timestamp` column); the same quoting works in both dialects.
-    """
-    name = quote_identifier if quote_reserved else str
+def create_table_sql(table: TableSpec, dialect: Dialect) -> str:
+    """CREATE TABLE IF NOT EXISTS for a table, in the given dialect (column names quoted)."""
+    name = quote_identifier
     lines = [
         f"    {name(c.name)} {sql_type(c, dialect)}{'' if c.nullable else ' NOT NULL'}"
         for c in table.columns

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from botocore.exceptions import ClientError
@@ -37,7 +35,7 @@ from anomaly_detector.series import (
 )
 from clickstream_common.lake_writer import write_dataset_batch
 from clickstream_common.logs import configure_logging
-from clickstream_common.probes import ProbeServer
+from clickstream_common.probes import ProbeServer, run_until_stopped
 from clickstream_common.tables import ANOMALIES
 
 log = logging.getLogger(__name__)
@@ -74,7 +72,7 @@ class DetectorService:
             settings.anomaly_bucket_seconds, settings.anomaly_grace_seconds
         )
         self.detector = Detector(MODEL, self.tuning)
-        self.s3 = s3 if s3 is not None else boto3.client("s3", **settings.boto3_client_kwargs())
+        self.s3 = s3 if s3 is not None else settings.s3_client()
         self.offsets: dict[str, int] = {}  # "topic:partition" -> next offset
         # Newest received_at read per partition: while a partition still has records to read,
         # the watermark waits for it (a replay reads partitions unevenly; a bucket must not
@@ -309,13 +307,4 @@ def run() -> None:
         settings.anomaly_metrics_host, settings.anomaly_metrics_port, ready=lambda: service.ready
     ).start()
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.stopping.set)
-        await service.run()
-
-    try:
-        asyncio.run(main())
-    finally:
-        probe.stop()
+    run_until_stopped(service.run, service.stopping.set, probe)

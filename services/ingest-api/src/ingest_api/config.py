@@ -42,44 +42,64 @@ class WriteKey(BaseModel):
 
 
 class Settings(CommonSettings):
-    ingest_host: str = "0.0.0.0"  # noqa: S104  # a collector listens on every interface
+    # Address to listen on (a collector listens on every interface).
+    ingest_host: str = "0.0.0.0"  # noqa: S104
+    # HTTP port of the API and /metrics.
     ingest_port: int = 8080
     ingest_write_keys: dict[str, WriteKey] = Field(
         default_factory=dict,
         description='write key -> source name, or -> {"source", "allowed_origins", '
-        '"rate_limit_events_per_second", "rate_limit_burst"}, as a JSON object',
+        '"rate_limit_events_per_second", "rate_limit_burst", "use_context_ip"}, as a JSON '
+        "object; no keys: every request is refused",
     )
+    # How long a request waits for the bus to acknowledge its events before a 503.
     ingest_publish_timeout_seconds: float = 5.0
     # The bus accepted events go to: "kafka", or "kinesis" (KINESIS_* settings; docs/aws.md).
     ingest_sink: Literal["kafka", "kinesis"] = "kafka"
+    # Events in one batch request at most (413 above).
     ingest_max_events_per_request: int = 500
+    # Size of a request body at most, after decompression (413 above).
     ingest_max_request_bytes: int = 1024 * 1024
     # At most 512 KiB, so an event (and its dead letter) always fits a Kafka record of 1 MiB.
     ingest_max_event_bytes: int = Field(default=32 * 1024, ge=1024, le=512 * 1024)
+    # Size of one event's properties at most (the event is refused above).
     ingest_max_properties_bytes: int = 16 * 1024
+    # Retry-After of a 503 answer (bus or server busy); a 429 names its own wait.
     ingest_retry_after_seconds: int = 2
-    # Clock-skew correction: differences below the tolerance are network delay, above the
-    # maximum an absurd clock; neither is folded into the event time.
+
+    # Clock-skew correction (sent_at against the receive time): differences below this are
+    # network delay, not skew.
     ingest_skew_tolerance_seconds: float = 2.0
+    # Clock differences above this are an absurd clock, not corrected.
     ingest_skew_max_seconds: float = 7 * 24 * 3600.0
-    # The clock policy (clickstream_common.schema.ClockPolicy), after the skew correction: an
-    # event time further ahead of or behind the receive time is replaced by the receive time.
-    # The ahead bound must stay below the stream processor's watermark delay.
+
+    # The clock policy (clickstream_common.schema.ClockPolicy), after the skew correction.
+    # An event time further ahead of the receive time than this is replaced by the receive
+    # time; must stay below the stream processor's watermark delay.
     ingest_clock_max_ahead_seconds: float = Field(
         default=DEFAULT_CLOCK_POLICY.max_ahead.total_seconds(), ge=0
     )
+    # An event time further behind the receive time than this is replaced by it.
     ingest_clock_max_behind_seconds: float = Field(
         default=DEFAULT_CLOCK_POLICY.max_behind.total_seconds(), ge=0
     )
+
     # Defaults for write keys that do not set their own.
+
+    # Origins browsers may send from ("*" = any).
     ingest_cors_allowed_origins: tuple[str, ...] = ("*",)
+    # How long browsers cache a preflight answer.
     ingest_cors_max_age_seconds: int = 86400
+    # Sustained events/s per write key and replica; 0 = unlimited.
     ingest_rate_limit_events_per_second: float = 0.0
+    # Events allowed at once above the sustained rate.
     ingest_rate_limit_burst: int = 0
-    # Client addresses: kept to a network prefix (0 = not recorded), and X-Forwarded-For
-    # believed only when the connection comes from one of these networks.
+
+    # Client addresses are kept to a network prefix: IPv4 prefix length (0 = not recorded).
     ingest_client_ip_ipv4_prefix: int = Field(default=24, ge=0, le=32)
+    # IPv6 prefix length kept of client addresses (0 = not recorded).
     ingest_client_ip_ipv6_prefix: int = Field(default=48, ge=0, le=128)
+    # CIDRs of the proxies whose X-Forwarded-For (and -Proto/-Host) is believed.
     ingest_trusted_proxies: tuple[str, ...] = ()
     # 0: send as soon as the previous produce request returns; under load events still batch
     # (they queue while a request is in flight). Measured faster than 5 ms for single events
@@ -92,13 +112,18 @@ class Settings(CommonSettings):
     # them through FastAPI. The same core answers either way; the fast path saves ~135 us
     # per request.
     ingest_fast_path: bool = True
-    # What one client can make the server hold (ingest_api/server.py): the request line and
-    # headers, the time to send them and then the body, open connections, and the request
-    # bodies being read across all requests.
+
+    # What one client can make the server hold (ingest_api/server.py).
+
+    # Size of the request line and headers at most.
     ingest_max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    # Time a client has to send the request line and headers.
     ingest_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Time a client has to send the body after the headers.
     ingest_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Open connections per process at most.
     ingest_max_connections: int = Field(default=2048, ge=1)
+    # Request bodies being read, across all requests, at most.
     ingest_max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     # Admission control, per worker process: requests whose body has arrived and that are
     # being validated or wait for Kafka. Past it a request is answered 503 `overloaded` with
@@ -114,12 +139,13 @@ class Settings(CommonSettings):
     # (Segment's settings, RudderStack's source config); unset: the request's own scheme and
     # host (X-Forwarded-Proto/-Host from INGEST_TRUSTED_PROXIES).
     ingest_public_url: str | None = None
-    # What a 2xx guarantees (ingest_api/durability.py, docs/ingest-api.md): the events and
-    # dead-letter topics need at least this replication factor and min.insync.replicas, or
-    # the collector logs a warning at start-up; with INGEST_REQUIRE_DURABLE_TOPIC it refuses
-    # to start instead (also when the topics cannot be described).
+    # What a 2xx guarantees (ingest_api/durability.py, docs/ingest-api.md): the replication
+    # factor the events and dead-letter topics need, checked at start-up.
     ingest_durable_min_replication_factor: int = Field(default=3, ge=1)
+    # The min.insync.replicas those topics need (acks=all then means that many copies).
     ingest_durable_min_insync_replicas: int = Field(default=2, ge=1)
+    # Below either minimum the collector logs a warning at start-up; true: it refuses to
+    # start instead (also when the topics cannot be described).
     ingest_require_durable_topic: bool = False
     # Worker processes serving the port (SO_REUSEPORT), each with its own producer; 0: one
     # per CPU the container may use (its cgroup CPU limit, rounded up, else the CPUs it is

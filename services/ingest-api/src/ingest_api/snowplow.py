@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from clickstream_common.schema import CURRENCY_PATTERN, PRICE_MAX, QUANTITY_MAX, REVENUE_MAX_ABS
 from ingest_api.segment import MappingError, snake_case
 
 PAYLOAD_DATA_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/"
@@ -57,7 +58,8 @@ _MAPPED = frozenset(
 )  # fmt: skip
 _IGLU = re.compile(r"^iglu:(?P<vendor>[^/]+)/(?P<name>[^/]+)/(?P<format>[^/]+)/(?P<version>[^/]+)$")
 _RESOLUTION = re.compile(r"^(\d{1,6})x(\d{1,6})$")
-_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+# Trackers send codes in any case; the schema wants them upper case.
+_CURRENCY = re.compile(CURRENCY_PATTERN)
 
 
 def schema_parts(uri: Any) -> tuple[str, str] | None:
@@ -182,16 +184,16 @@ def _lift_product(event: dict[str, Any], product: Mapping[str, Any]) -> None:
     if product_id:
         event["product_id"] = product_id
     price = _number(product.get("price"))
-    if price is not None and 0 <= price <= 1e12:
+    if price is not None and 0 <= price <= PRICE_MAX:
         event["price"] = price
     quantity = _integer(product.get("quantity"))
-    if quantity is not None and 0 <= quantity <= 1_000_000:
+    if quantity is not None and 0 <= quantity <= QUANTITY_MAX:
         event["quantity"] = quantity
     _lift_currency(event, product.get("currency"))
 
 
 def _lift_currency(event: dict[str, Any], value: Any) -> None:
-    if isinstance(value, str) and _CURRENCY.match(value):
+    if isinstance(value, str) and value.isascii() and _CURRENCY.match(value.upper()):
         event["currency"] = value.upper()
 
 
@@ -226,7 +228,7 @@ def _ecommerce(
     transaction = properties.get("transaction")
     if isinstance(transaction, dict) and kind == "transaction":
         revenue = _number(transaction.get("revenue"))
-        if revenue is not None and abs(revenue) <= 1e12:
+        if revenue is not None and abs(revenue) <= REVENUE_MAX_ABS:
             event["revenue"] = revenue
         _lift_currency(event, transaction.get("currency"))
         order = _text(transaction, "transaction_id")
@@ -287,7 +289,7 @@ def _structured(event: dict[str, Any], payload: Mapping[str, Any]) -> dict[str, 
 def _transaction(event: dict[str, Any], payload: Mapping[str, Any]) -> dict[str, Any]:
     event["event_type"] = "purchase"
     revenue = _number(payload.get("tr_tt"))
-    if revenue is not None and abs(revenue) <= 1e12:
+    if revenue is not None and abs(revenue) <= REVENUE_MAX_ABS:
         event["revenue"] = revenue
     _lift_currency(event, payload.get("tr_cu"))
     properties: dict[str, Any] = {}

@@ -54,7 +54,6 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -68,11 +67,14 @@ from pyspark.sql import functions as F
 from clickstream_common.arrow import arrow_schema
 from clickstream_common.lake import (
     CORRECTION_STATE_KEY,
+    HOUR,
     PROCESSED_PREFIX,
     BatchKind,
     BatchName,
     CommitMarker,
     commit_marker_key,
+    floor_hour,
+    hours_between,
     list_commit_markers,
     offsets_cover,
     stream_batch_of_object,
@@ -87,7 +89,6 @@ from stream_processor.sinks import LakeWriter, table_for
 log = logging.getLogger(__name__)
 
 MINUTE = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
 # A minute's events count in its 1-minute windows and in the five 5-minute windows that
 # contain it, the last of which ends 5 minutes after the minute starts.
 ACTIVE_SPAN = timedelta(minutes=5)
@@ -139,20 +140,6 @@ def utc(t: datetime) -> datetime:
 
 def floor_minute(t: datetime) -> datetime:
     return t.replace(second=0, microsecond=0)
-
-
-def floor_hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
-def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    """The hours (lake partitions) that [start, end) touches."""
-    hours = []
-    hour = floor_hour(start)
-    while hour < end:
-        hours.append(hour)
-        hour += HOUR
-    return hours
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +206,7 @@ class LakeIndex:
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeIndex:
         return cls(
-            boto3.client("s3", **settings.boto3_client_kwargs()),
+            settings.s3_client(),
             settings.s3_bucket,
             pafs.S3FileSystem(**settings.arrow_filesystem_kwargs()),
         )

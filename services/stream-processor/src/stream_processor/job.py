@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
-import boto3
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
@@ -46,10 +45,6 @@ LAKE, WINDOWS, SESSIONS_QUERY = "lake", "windows", "sessions"
 # windows (the fresh numbers) get twice the task slots of sessions, which are written only a
 # gap after they end anyway.
 POOL_WEIGHTS = {LAKE: 2, WINDOWS: 2, SESSIONS_QUERY: 1}
-
-
-def s3_client(settings: Settings) -> object:
-    return boto3.client("s3", **settings.boto3_client_kwargs())
 
 
 def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -265,7 +260,7 @@ def run() -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = build_session(settings, POOL_WEIGHTS)
     spark.streams.addListener(metrics.PrometheusListener())
-    writer = LakeWriter(s3_client(settings), settings.s3_bucket)
+    writer = LakeWriter(settings.s3_client(), settings.s3_bucket)
     queries: list[StreamingQuery] = []
     # Up (not ready) before Kafka is: a broker that refuses the credentials keeps the probe
     # at 503 with the reason in the log, rather than failing queries and restarting.

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
 
 from clickstream_common.lake import (
     RAW_PREFIX,
@@ -143,12 +142,6 @@ class LakeWriter:
             source_offsets=source_offsets,
             keep_empty=keep_empty,
         )
-
-    def write_processed(
-        self, dataset: str, rows: DataFrame, batch_id: int, time_column: str
-    ) -> CommitMarker | None:
-        """Write a (small) batch given as a DataFrame: collected once as Arrow."""
-        return self.write_table(dataset, rows.toArrow(), batch_id, time_column)
 
     def write_errors(self, errors: pa.Table, batch_id: int) -> list[str]:
         """Rejected records under errors/, by the hour Kafka received them."""

@@ -25,8 +25,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from clickstream_common.schema import (
+    CURRENCY_PATTERN,
     DEFAULT_CLOCK_POLICY,
+    EVENT_ID_MAX_LENGTH,
     EVENT_TYPE_PATTERN,
+    PURCHASE_EVENT_TYPE,
+    USER_KEY_FIELDS,
     ClockPolicy,
     EnrichedEvent,
     LogicalType,
@@ -152,6 +156,20 @@ def _in_range(value: SparkColumn, bounds: tuple[float | None, float | None]) -> 
     return value.isNull() | ok
 
 
+def purchase_revenue(event_type: SparkColumn | None = None) -> SparkColumn:
+    """`clickstream_common.schema.purchase_revenue` as a column over `event_type`,
+    `revenue`, `price` and `quantity` (a parity test holds the two together)."""
+    etype = F.col("event_type") if event_type is None else event_type
+    return F.when(
+        etype == PURCHASE_EVENT_TYPE,
+        F.coalesce(
+            F.col("revenue"),
+            F.col("price") * F.coalesce(F.col("quantity"), F.lit(1)),
+            F.lit(0.0),
+        ),
+    ).otherwise(F.lit(0.0))
+
+
 def bounded_event_time(
     event_time: SparkColumn,
     received_at: SparkColumn,
@@ -202,7 +220,7 @@ def clean_events(
     if "currency" in columns:
         # Cleaned, not rejected: an unknown currency code is dropped, the event kept.
         currency = F.upper(_text("e.currency"))
-        columns["currency"] = F.when(currency.rlike(r"^[A-Z]{3}$"), currency).alias("currency")
+        columns["currency"] = F.when(currency.rlike(CURRENCY_PATTERN), currency).alias("currency")
     if "future_dated" in columns:
         columns["future_dated"] = F.coalesce(columns["future_dated"], F.lit(False)).alias(
             "future_dated"
@@ -228,7 +246,7 @@ def clean_events(
     checks: list[tuple[str, SparkColumn]] = [
         ("malformed_json", F.col("_malformed")),
         ("missing_event_id", F.col("event_id").isNull()),
-        ("event_id_too_long", F.length("event_id") > 128),
+        ("event_id_too_long", F.length("event_id") > EVENT_ID_MAX_LENGTH),
         ("missing_event_type", F.col("_text_event_type").isNull()),
         ("invalid_event_type", ~F.col("event_type").rlike(EVENT_TYPE_PATTERN)),
         ("invalid_timestamp", F.col("timestamp").isNull()),
@@ -269,7 +287,7 @@ def clean_events(
             "event_time_adjusted"
         )
     derived: dict[str, SparkColumn] = {
-        "user_key": F.coalesce(F.col("user_id"), F.col("anonymous_id")).alias("user_key"),
+        "user_key": F.coalesce(*(F.col(c) for c in USER_KEY_FIELDS)).alias("user_key"),
         "page_host": host.alias("page_host"),
         "page_path": F.when(url.isNotNull(), F.coalesce(F.nullif(url_path, F.lit("")), F.lit("/")))
         .otherwise(F.lit(None))
@@ -453,12 +471,9 @@ def window_aggregates(events: DataFrame) -> DataFrame:
             "received_at",
         )
     )
-    is_purchase = etype == "purchase"
+    is_purchase = etype == PURCHASE_EVENT_TYPE
     units = F.when(is_purchase, F.coalesce(F.col("quantity"), F.lit(1)))
-    revenue = F.when(
-        is_purchase,
-        F.coalesce(F.col("revenue"), F.col("price") * F.coalesce(F.col("quantity"), F.lit(1))),
-    )
+    revenue = purchase_revenue(etype)
     return exploded.groupBy("dataset", "w", "dim").agg(
         F.count(F.lit(1)).alias("n"),
         F.size(F.collect_set("uk")).cast("long").alias("users"),
@@ -541,9 +556,7 @@ def sessions(events: DataFrame, gap: str) -> DataFrame:
         .cast("long")
         .alias("products_viewed"),
         F.max(etype == "purchase").alias("converted"),
-        F.coalesce(F.sum(F.when(etype == "purchase", F.col("revenue"))), F.lit(0.0))
-        .cast("double")
-        .alias("revenue"),
+        F.coalesce(F.sum(purchase_revenue(etype)), F.lit(0.0)).cast("double").alias("revenue"),
         F.min_by("page_path", F.when(F.col("page_path").isNotNull(), order)).alias("entry_page"),
         F.max_by("page_path", F.when(F.col("page_path").isNotNull(), order)).alias("exit_page"),
         F.max("received_at").alias("max_received_at"),

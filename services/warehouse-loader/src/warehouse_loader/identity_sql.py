@@ -27,6 +27,7 @@ from clickstream_common.tables import (
     create_table_sql,
     qualified,
 )
+from warehouse_loader.rules_sql import purchase_revenue_sql
 
 STITCHED_EVENT_COLUMNS = (
     "event_id",
@@ -81,7 +82,7 @@ SELECT
     MAX(event_time) AS last_seen_at,
     COUNT(*) AS events,
     SUM(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases,
-    SUM(CASE WHEN event_type = 'purchase' THEN revenue ELSE 0 END) AS revenue
+    SUM({purchase_revenue_sql()}) AS revenue
 FROM {schema}.stitched_events
 GROUP BY stitched_user_key"""
 
@@ -180,7 +181,7 @@ WHERE recency = 1"""
 
 def identity_migration(dialect: Dialect) -> list[str]:
     """The identities table (for warehouses created before it existed) and its views."""
-    statements = [create_table_sql(IDENTITIES, dialect, quote_reserved=True)]
+    statements = [create_table_sql(IDENTITIES, dialect)]
     if dialect is Dialect.POSTGRES:
         # Redshift's sort and distribution keys stand for these there.
         statements += [

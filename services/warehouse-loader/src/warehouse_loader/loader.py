@@ -44,9 +44,11 @@ from warehouse_loader.notifications import MarkerNotice, normalize_etag
 
 log = logging.getLogger(__name__)
 
-LOADED = "loaded"
+# A load's outcomes: the ledger's two statuses (named once, in warehouse_loader.sql) and two
+# that write no ledger row.
+LOADED = sql.STATUS_LOADED
+QUARANTINED = sql.STATUS_QUARANTINED
 ALREADY_LOADED = "already_loaded"
-QUARANTINED = "quarantined"
 MARKER_MISSING = "marker_missing"
 
 

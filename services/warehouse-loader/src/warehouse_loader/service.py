@@ -11,17 +11,15 @@ import asyncio
 import contextlib
 import logging
 import math
-import signal
 import threading
 import time
 from typing import Any
 
-import boto3
 import psycopg
 
 from clickstream_common.lake import BatchKind
 from clickstream_common.logs import configure_logging
-from clickstream_common.probes import ProbeServer
+from clickstream_common.probes import ProbeServer, run_until_stopped
 from clickstream_common.tables import TABLES, Dialect
 from warehouse_loader import metrics, sql
 from warehouse_loader.config import Settings
@@ -52,14 +50,10 @@ class Stopping(Exception):  # control flow: the process was asked to stop
     """Raised out of a retry loop when the process is asked to stop."""
 
 
-def s3_client(settings: Settings) -> Any:
-    return boto3.client("s3", **settings.boto3_client_kwargs())
-
-
 class LoaderService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.s3 = s3_client(settings)
+        self.s3 = settings.s3_client()
         self.conn: psycopg.Connection[Any] | None = None
         self.ready = False
         self.stopping = threading.Event()
@@ -307,13 +301,4 @@ def run() -> None:
         },
     )
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.stopping.set)
-        await service.run()
-
-    try:
-        asyncio.run(main())
-    finally:
-        probe.stop()
+    run_until_stopped(service.run, service.stopping.set, probe)

@@ -1,7 +1,7 @@
 """SQL builders: pure functions from table specs to statements, for both dialects.
 
-Column names go through `quote_identifier` in both dialects, so `timestamp` (reserved in
-Redshift) is always written `"timestamp"`.
+Column names go through `quote_identifier` in both dialects: always double-quoted, so a
+name either warehouse reserves (`timestamp` in Redshift) needs no list.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from clickstream_common.tables import (
     quote_identifier,
     sql_type,
 )
-from warehouse_loader.identity_sql import identity_migration
+from warehouse_loader.identity_sql import identity_migration, identity_views
+from warehouse_loader.rules_sql import purchase_revenue_sql
 
 LEDGER = f"{WAREHOUSE_SCHEMA}.load_ledger"
 MIGRATIONS = f"{WAREHOUSE_SCHEMA}.schema_migrations"
@@ -437,7 +438,7 @@ SELECT
     {users("checkout")} AS checkout_starters,
     {users("purchase")} AS purchasers,
     COUNT(DISTINCT CASE WHEN event_type = 'purchase' THEN property_order_id END) AS orders,
-    SUM(CASE WHEN event_type = 'purchase' THEN revenue ELSE 0 END) AS revenue,
+    SUM({purchase_revenue_sql()}) AS revenue,
     {_rate(users("add_to_cart"), users("product_view"))} AS view_to_cart_rate,
     {_rate(users("checkout"), users("add_to_cart"))} AS cart_to_checkout_rate,
     {_rate(users("purchase"), users("checkout"))} AS checkout_to_purchase_rate,
@@ -564,7 +565,7 @@ def evolve_schema_sql(
     for spec in tables if tables is not None else TABLES.values():
         have = existing.get(spec.name)
         if have is None:
-            statements.append(create_table_sql(spec, dialect, quote_reserved=True))
+            statements.append(create_table_sql(spec, dialect))
             continue
         for column in spec.columns:
             if column.name in have:
@@ -585,7 +586,7 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
     """Versioned, idempotent schema steps; applied in order, each once."""
     v1 = [
         f"CREATE SCHEMA IF NOT EXISTS {WAREHOUSE_SCHEMA}",
-        *(create_table_sql(t, dialect, quote_reserved=True) for t in TABLES.values()),
+        *(create_table_sql(t, dialect) for t in TABLES.values()),
         _ledger_v1(dialect),
     ]
     v2 = [
@@ -595,7 +596,7 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
     ]
     # Tables added after v1 (v1 creates every table of TABLES on a new warehouse; these
     # reach warehouses created before them).
-    v3 = [create_table_sql(ANOMALIES, dialect, quote_reserved=True)]
+    v3 = [create_table_sql(ANOMALIES, dialect)]
     # v4: the identity map (for warehouses created before it), stitched views and user
     # traits (identity_sql.py).
     # v5: the per-source events key, the ranges corrections replace, load_status by kind.
@@ -604,4 +605,10 @@ def migrations(dialect: Dialect) -> list[tuple[int, list[str]]]:
         _replaced_ranges_v5(dialect),
         load_status_view(dialect),
     ]
-    return [(1, v1), (2, v2), (3, v3), (4, identity_migration(dialect)), (5, v5)]
+    # v6: one revenue rule (clickstream_common.schema.purchase_revenue) in the views that sum
+    # the events' revenue: a purchase without `revenue` earns price x quantity there too.
+    v6 = [
+        next(v for v in bi_views(dialect) if ".conversion_funnel_hourly AS" in v),
+        *(v for v in identity_views(dialect) if ".stitched_users AS" in v),
+    ]
+    return [(1, v1), (2, v2), (3, v3), (4, identity_migration(dialect)), (5, v5), (6, v6)]

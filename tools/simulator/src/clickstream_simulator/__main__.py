@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from clickstream_common.settings import EVENTS_TOPIC
 from clickstream_simulator.generator import ClickstreamGenerator
 from clickstream_simulator.scenario import Incident, LiveIncidents, parse_incident
 from clickstream_simulator.sender import DeliveryStats, HttpSender, batched, send_to_kafka
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--kafka", metavar="BOOTSTRAP", help="write straight to Kafka instead")
-    parser.add_argument("--topic", default="clickstream.events")
+    parser.add_argument("--topic", default=EVENTS_TOPIC)
     parser.add_argument(
         "--taste",
         type=float,

@@ -48,12 +48,10 @@ class ImportResult:
 def read_text(source: str) -> str:
     """The export's text, from a file or `s3://bucket/key`; `.gz` is decompressed."""
     if source.startswith("s3://"):
-        import boto3
-
         from clickstream_common.settings import S3Settings
 
         bucket, _, key = source.removeprefix("s3://").partition("/")
-        s3 = boto3.client("s3", **S3Settings().boto3_client_kwargs())
+        s3 = S3Settings().s3_client()
         body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     else:
         body = Path(source).read_bytes()
