@@ -21,8 +21,13 @@ async def events(request: Request) -> Response:
 
 
 if __name__ == "__main__":
+    # BARE_WORKERS > 1: uvicorn's own worker processes (the same worker count as the
+    # collector's, for a ceiling of the same shape; bench/ingest/workers.py).
+    workers = int(os.environ.get("BARE_WORKERS", "1"))
     uvicorn.run(
-        app,
+        "bare_app:app" if workers > 1 else app,
+        app_dir=os.path.dirname(os.path.abspath(__file__)),
+        workers=workers,
         host="127.0.0.1",
         port=int(os.environ["INGEST_PORT"]),
         log_level="warning",

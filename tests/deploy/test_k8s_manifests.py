@@ -114,3 +114,23 @@ def test_no_credentials_in_manifests() -> None:
         assert not re.search(
             r"(?i)password\s*[:=]\s*\S{6,}", path.read_text().replace("POSTGRES_PASSWORD", "")
         ), path.name
+
+
+def test_topics_are_replicated_as_a_2xx_promises(yaml_mod: Any) -> None:
+    """#20: three replicas and min.insync.replicas=2 (docs/ingest-api.md), brokers enough to
+    hold them, and the collector's check expecting the same of the chart's Kafka."""
+    docs = _docs()
+    [pool] = [d for d in docs if d["kind"] == "KafkaNodePool"]
+    [kafka] = [d for d in docs if d["kind"] == "Kafka"]
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["default.replication.factor"] >= 3 and config["min.insync.replicas"] >= 2
+    for doc in docs:
+        if doc["kind"] == "KafkaTopic":
+            replicas = doc["spec"]["replicas"]
+            assert 3 <= replicas <= pool["spec"]["replicas"], doc["metadata"]["name"]
+            assert doc["spec"]["config"]["min.insync.replicas"] == 2, doc["metadata"]["name"]
+    values = yaml_mod.safe_load((REPO / "helm" / "clickstream" / "values.yaml").read_text())
+    durability = values["ingestApi"]["durability"]
+    assert (durability["minReplicationFactor"], durability["minInsyncReplicas"]) == (3, 2)
+    dev = yaml_mod.safe_load((K8S_DIR / "clickstream-dev-values.yaml").read_text())
+    assert dev["ingestApi"]["durability"]["require"] is True

@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.conftest import wait_for
 from tests.ingest.conftest import Collector
 
 pytestmark = pytest.mark.platform
@@ -432,17 +433,28 @@ def test_operations_endpoints(collector: Collector) -> None:
     assert partly.status_code == 202 and partly.headers["x-request-id"] == "req-abc-1"
     refused = post(collector, "/v1/events", b"{", headers={"X-Request-ID": "req-abc-2"})
     assert refused.status_code == 400 and refused.headers["x-request-id"] == "req-abc-2"
-    lines = [
-        orjson.loads(line)
-        for line in collector.log_path.read_bytes().splitlines()
-        if line.startswith(b"{")
-    ]
-    assert any(
-        line.get("request_id") == "req-abc-1" and line["msg"] == "events rejected" for line in lines
-    )
-    assert any(
-        line.get("request_id") == "req-abc-2" and line.get("status") == 400 for line in lines
-    )
+
+    def logged() -> list[dict[str, Any]]:
+        return [
+            orjson.loads(line)
+            for line in collector.log_path.read_bytes().splitlines()
+            if line.startswith(b"{")
+        ]
+
+    def both_logged() -> list[dict[str, Any]] | None:
+        # The access log line is written once the answer is sent, by whichever worker
+        # process served it: the client may read the file first.
+        lines = logged()
+        rejected = any(
+            line.get("request_id") == "req-abc-1" and line["msg"] == "events rejected"
+            for line in lines
+        )
+        refused = any(
+            line.get("request_id") == "req-abc-2" and line.get("status") == 400 for line in lines
+        )
+        return lines if rejected and refused else None
+
+    lines = wait_for(both_logged, timeout=10, interval=0.1, what="both requests in the log")
     # Successful requests are not logged one by one unless INGEST_ACCESS_LOG is set.
     assert not any(
         line.get("request_id") == "req-abc-1" and line.get("status") == 202 for line in lines

@@ -157,3 +157,53 @@ async def test_a_path_may_have_a_handler_per_method(make_collector: Factory) -> 
         assert document(response) == {"method": method}
     refused = await collector.handle(Request("PUT", "/x", "", {}, None, body_of(b"")))
     assert (refused.status, dict(refused.headers)) == (405, {"allow": "GET, POST"})
+
+
+class HeldPublisher:
+    """A bus whose publishes wait until released: requests pile up in flight."""
+
+    def __init__(self, expected: int) -> None:
+        self.ready = True
+        self.expected = expected
+        self.waiting = 0
+        self.all_waiting = asyncio.Event()
+        self.release = asyncio.Event()
+        self.published = 0
+
+    async def publish(self, events: list[Any], dead_letters: list[Any]) -> None:
+        self.waiting += 1
+        if self.waiting == self.expected:
+            self.all_waiting.set()
+        await self.release.wait()
+        self.published += len(events)
+        events.clear()
+        dead_letters.clear()
+
+
+async def test_requests_past_the_in_flight_bound_are_shed_at_once(
+    make_collector: Factory,
+) -> None:
+    collector, _ = make_collector(ingest_max_inflight_requests=2)
+    held = HeldPublisher(expected=2)
+    collector.publisher = held
+    body = orjson.dumps({"events": [EVENT]})
+    waiting = [asyncio.create_task(collector.handle(post("/v1/events", body))) for _ in "ab"]
+    await asyncio.wait_for(held.all_waiting.wait(), 10)
+    read: list[bytes] = []
+
+    async def watched() -> AsyncIterator[bytes]:
+        read.append(body)
+        yield body
+
+    # Answered while the two wait (a missing bound would hang here until the deadline),
+    # without reading the body.
+    shed = await asyncio.wait_for(collector.handle(post("/v1/events", watched())), 10)
+    assert read == []
+    assert (shed.status, document(shed)["code"]) == (503, "overloaded")
+    assert "send the same body again" in document(shed)["message"]
+    assert dict(shed.headers)["Retry-After"] == "1"
+    held.release.set()
+    assert [r.status for r in await asyncio.gather(*waiting)] == [202, 202]
+    assert held.published == 2 and collector.inflight == 0
+    again = await collector.handle(post("/v1/events", body))  # the bound frees again
+    assert again.status == 202

@@ -31,3 +31,10 @@ def test_the_clock_policy_defaults_to_the_schemas() -> None:
 def test_an_event_limit_that_would_not_fit_a_kafka_record_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(ingest_max_event_bytes=600 * 1024)
+
+
+def test_pod_limits_are_split_between_workers() -> None:
+    one = Settings(ingest_workers=0)  # one process serves (or the count is not resolved yet)
+    assert one.per_worker(2048) == 2048
+    assert Settings(ingest_workers=4).per_worker(2048) == 512
+    assert Settings(ingest_workers=3).per_worker(2) == 1  # never zero

@@ -37,7 +37,7 @@ from ingest_api.intake import (
     read_limited,
 )
 from ingest_api.publisher import Publisher, PublishError
-from ingest_api.ratelimit import RateLimiter
+from ingest_api.ratelimit import RateLimiter, SharedRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class Collector:
         publisher: Publisher,
         routes: Iterable[Route] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        limiter: RateLimiter | SharedRateLimiter | None = None,
     ) -> None:
         if routes is None:
             from ingest_api.routing import ROUTES  # the handlers import this module
@@ -88,7 +89,8 @@ class Collector:
             (path_pattern(path), r) for path, r in by_path.items() if "{" in path
         )
         self.clock = clock
-        self.limiter = RateLimiter()
+        # Shared by the worker processes when there are several (ingest_api.workers).
+        self.limiter = limiter or RateLimiter()
         self.trusted = parse_networks(settings.ingest_trusted_proxies)
         self.limits = Limits(
             max_events=settings.ingest_max_events_per_request,
@@ -103,7 +105,13 @@ class Collector:
         self.body_timeout = settings.ingest_body_timeout_seconds
         # Bytes of request bodies being read right now, across requests (slow clients).
         self.buffered_bytes = 0
-        self.max_buffered_bytes = settings.ingest_max_buffered_body_bytes
+        # A pod's budget, split between its worker processes.
+        self.max_buffered_bytes = settings.per_worker(settings.ingest_max_buffered_body_bytes)
+        # Admission control: requests between their body and Kafka's acknowledgement (the
+        # queue that grows at saturation), and the bound past which they are shed with 503.
+        # Requests still receiving their bodies do not count: slow clients cannot fill it.
+        self.inflight = 0
+        self.max_inflight = settings.ingest_max_inflight_requests
         # Addresses repeat (keep-alive clients, proxies); parsing them is not free.
         self.client_ip = lru_cache(maxsize=16384)(self._client_ip)
         # The labelled child of a counter, looked up once per (source, event type).
@@ -130,10 +138,27 @@ class Collector:
             return json_response(
                 405, error_body("http_405", "Method Not Allowed"), headers=[("allow", allow)]
             )
+        if self.inflight >= self.max_inflight:
+            # Shed before reading and parsing the body, which an overloaded loop cannot
+            # spare (the server discards the rest of it); `ingest` checks again after.
+            return self.overloaded(count=None).response()
         try:
             return await route.handler(self, request)
         except ApiError as exc:
             return exc.response()
+
+    def overloaded(self, count: int | None) -> ApiError:
+        """Admission control's answer (INGEST_MAX_INFLIGHT_REQUESTS)."""
+        if count is not None:
+            metrics.EVENTS_REJECTED.labels("overloaded").inc(count)
+        return ApiError(
+            503,
+            "overloaded",
+            f"the collector is publishing {self.inflight} requests already "
+            "(INGEST_MAX_INFLIGHT_REQUESTS); send the same body again after Retry-After",
+            # The queue drains in well under a second once load falls.
+            headers={"Retry-After": "1"},
+        )
 
     # --- steps the handlers share ----------------------------------------------------------
 
@@ -258,6 +283,8 @@ class Collector:
         count = len(candidates)
         metrics.BATCH_EVENTS.observe(count)
         self.check_rate(client, count)
+        if self.inflight >= self.max_inflight:
+            raise self.overloaded(count)
         outcome = process(
             candidates,
             self.facts(request, client, received_at, anonymous),
@@ -270,6 +297,9 @@ class Collector:
         # Kafka's acknowledgements should not keep them alive: with 32 requests in flight
         # that measured ~10% less throughput (colder memory), just when a backlog needs it.
         candidates.clear()
+        # Counted from here: validation ran without yielding, so no other request can
+        # have passed the check above meanwhile.
+        self.inflight += 1
         try:
             await self.publisher.publish(outcome.accepted, outcome.dead)
         except PublishError as exc:
@@ -281,6 +311,8 @@ class Collector:
                 "Kafka did not acknowledge every event in time; send the same body again",
                 headers={"Retry-After": self.retry_after},
             ) from exc
+        finally:
+            self.inflight -= 1
         accepted: dict[str, int] = {}
         for event_type in outcome.accepted_types:
             accepted[event_type] = accepted.get(event_type, 0) + 1

@@ -125,12 +125,35 @@ class Settings(CommonSettings):
     ingest_max_connections: int = Field(default=2048, ge=1)
     # Request bodies being read, across all requests, at most.
     ingest_max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    # Admission control, per worker process: requests whose body has arrived and that are
+    # being validated or wait for Kafka. Past it a request is answered 503 `overloaded` with
+    # Retry-After at once instead of queueing behind the others (at saturation a queue only
+    # adds latency): 64 is about 80 ms of 50-event batches for one worker on the benchmark
+    # machine, and twice the connections of its saturation benchmark. Requests still sending
+    # their bodies do not count (the limits above bound them); a request arriving while the
+    # bound is reached is shed before its body is read.
+    ingest_max_inflight_requests: int = Field(default=64, ge=1)
     # Idle time a keep-alive connection is kept open between requests (uvicorn's own knob).
     ingest_keep_alive_seconds: int = Field(default=5, ge=1)
     # The collector's public base URL, for the settings documents that point SDKs back at it
     # (Segment's settings, RudderStack's source config); unset: the request's own scheme and
     # host (X-Forwarded-Proto/-Host from INGEST_TRUSTED_PROXIES).
     ingest_public_url: str | None = None
+    # What a 2xx guarantees (ingest_api/durability.py, docs/ingest-api.md): the replication
+    # factor the events and dead-letter topics need, checked at start-up.
+    ingest_durable_min_replication_factor: int = Field(default=3, ge=1)
+    # The min.insync.replicas those topics need (acks=all then means that many copies).
+    ingest_durable_min_insync_replicas: int = Field(default=2, ge=1)
+    # Below either minimum the collector logs a warning at start-up; true: it refuses to
+    # start instead (also when the topics cannot be described).
+    ingest_require_durable_topic: bool = False
+    # Worker processes serving the port (SO_REUSEPORT), each with its own producer; 0: one
+    # per CPU the container may use (its cgroup CPU limit, rounded up, else the CPUs it is
+    # allowed to run on). Per-key rate limits and readiness are shared between them.
+    ingest_workers: int = Field(default=0, ge=0)
+    # Where the workers' Prometheus metrics files live (prometheus-client's multiprocess
+    # mode; emptied at start); unset: a fresh temporary directory.
+    ingest_metrics_dir: str | None = None
 
     @field_validator("ingest_write_keys", mode="before")
     @classmethod
@@ -139,6 +162,11 @@ class Settings(CommonSettings):
         if isinstance(value, dict):
             return {k: {"source": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
+
+    def per_worker(self, pod_limit: int) -> int:
+        """A pod-wide limit's share for one worker process (INGEST_WORKERS is the resolved
+        count in the workers; 0 or 1 when one process serves)."""
+        return max(1, pod_limit // max(1, self.ingest_workers))
 
     @property
     def clock_policy(self) -> ClockPolicy:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -13,9 +16,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clickstream_common.kafka_security import aiokafka_options
 from clickstream_common.logs import configure_logging
 from ingest_api.collector import Collector, utc_now
 from ingest_api.config import Settings, get_settings
+from ingest_api.durability import check_topics
 from ingest_api.enrichment import user_agent_info
 from ingest_api.errors import http_error_response
 from ingest_api.middleware import (
@@ -28,8 +33,10 @@ from ingest_api.middleware import (
 )
 from ingest_api.openapi import components
 from ingest_api.publisher import Publisher, publisher_from_settings
+from ingest_api.ratelimit import SharedRateLimiter
 from ingest_api.routes import events, health, pixel, segment, tracker, trackers
 from ingest_api.routing import ROUTES
+from ingest_api.workers import Supervisor, Worker, listening_socket, worker_count
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "The write key"},
@@ -49,8 +56,10 @@ def create_app(
     settings: Settings | None = None,
     publisher: Publisher | None = None,
     clock: Callable[[], datetime] = utc_now,
+    worker: Worker | None = None,
 ) -> FastAPI:
-    """The app; `publisher` and `clock` replace the bus and the time in tests."""
+    """The app; `publisher` and `clock` replace the bus and the time in tests. `worker`: this
+    process's place among several (ingest_api.workers): shared rate limits and readiness."""
     settings = settings or get_settings()
     install_log_record_factory()
 
@@ -60,10 +69,18 @@ def create_app(
         bus = publisher or publisher_from_settings(settings)
         await bus.start()
         app.state.publisher = bus
-        app.state.collector = Collector(settings, bus, ROUTES, clock)
+        limiter = None
+        if worker is not None:
+            limiter = SharedRateLimiter(worker.shared.rate_table, worker.shared.count)
+        app.state.collector = Collector(settings, bus, ROUTES, clock, limiter)
+        heartbeat = asyncio.create_task(worker.heartbeat(bus)) if worker else None
         try:
             yield
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
             await bus.stop()
 
     app = FastAPI(
@@ -78,6 +95,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.worker = worker
     for module in (events, segment, trackers, pixel, tracker, health):
         app.include_router(module.router)
     # Added innermost first: requests pass request id, telemetry, CORS, then dispatch.
@@ -132,18 +150,42 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
-def run() -> None:
+def check_durability(settings: Settings) -> None:
+    """Warn, or refuse to start (INGEST_REQUIRE_DURABLE_TOPIC), when acks=all on the topics
+    is weaker than documented (ingest_api.durability); once per pod, before any worker."""
+    if settings.ingest_sink != "kafka":
+        return  # Kinesis replicates every record across three zones by itself
+    asyncio.run(
+        check_topics(
+            settings.kafka_bootstrap_servers,
+            [settings.kafka_events_topic, settings.kafka_dead_letter_topic],
+            min_replication_factor=settings.ingest_durable_min_replication_factor,
+            min_insync_replicas=settings.ingest_durable_min_insync_replicas,
+            require=settings.ingest_require_durable_topic,
+            timeout_seconds=settings.ingest_publish_timeout_seconds,
+            client_options=aiokafka_options(settings),
+        )
+    )
+
+
+def configure_process_logging(settings: Settings) -> None:
+    configure_logging("ingest-api", settings.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
+
+
+def serve(worker: Worker | None = None) -> None:
+    """One server process: the only one, or one of the workers (then on its own
+    SO_REUSEPORT socket)."""
     import uvicorn
 
     from ingest_api.server import guarded_protocol
 
     settings = get_settings()
-    configure_logging("ingest-api", settings.log_level)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RepeatFilter())
-    app = create_app(settings)
+    configure_process_logging(settings)
+    app = create_app(settings, worker=worker)
     tune_garbage_collector()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.ingest_host,
         port=settings.ingest_port,
@@ -157,3 +199,21 @@ def run() -> None:
         # which would otherwise believe X-Forwarded-For from 127.0.0.1.
         proxy_headers=False,
     )
+    server = uvicorn.Server(config)
+    if worker is None:
+        server.run()
+    else:
+        server.run(sockets=[listening_socket(settings.ingest_host, settings.ingest_port)])
+
+
+def run() -> None:
+    settings = get_settings()
+    configure_process_logging(settings)
+    check_durability(settings)
+    count = worker_count(settings)
+    if count == 1:
+        serve()
+        return
+    # The workers read the resolved count (their settings come from the environment).
+    os.environ["INGEST_WORKERS"] = str(count)
+    Supervisor(settings, count).run()

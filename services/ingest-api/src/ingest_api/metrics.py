@@ -21,7 +21,8 @@ PUBLISH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 KAFKA_ERRORS = Counter("ingest_kafka_errors_total", "Publishes that Kafka did not acknowledge")
-READY = Gauge("ingest_ready", "1 while the collector can reach Kafka")
+# With several worker processes: the lowest of the live workers' values.
+READY = Gauge("ingest_ready", "1 while the collector can reach Kafka", multiprocess_mode="livemin")
 BATCH_EVENTS = Histogram(
     "ingest_batch_events", "Events per request", buckets=(1, 5, 10, 25, 50, 100, 250, 500)
 )

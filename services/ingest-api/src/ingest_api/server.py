@@ -216,6 +216,8 @@ def guarded_protocol(settings: Settings) -> type[GuardedHttpToolsProtocol]:
     class ConfiguredHttpToolsProtocol(GuardedHttpToolsProtocol):
         max_head_bytes = settings.ingest_max_header_bytes
         head_timeout_seconds = settings.ingest_header_timeout_seconds
-        max_connections = settings.ingest_max_connections
+        # The pod's bound, split between its worker processes (SO_REUSEPORT spreads
+        # connections evenly enough).
+        max_connections = settings.per_worker(settings.ingest_max_connections)
 
     return ConfiguredHttpToolsProtocol
