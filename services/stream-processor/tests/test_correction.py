@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from clickstream_common.arrow import arrow_schema
 from clickstream_common.lake import CommitMarker, CommittedObject
-from clickstream_common.tables import EVENTS
+from clickstream_common.tables import EVENTS, IDENTITIES
 from stream_processor import correction
 from stream_processor.config import Settings
 from stream_processor.correction import (
@@ -189,6 +189,12 @@ class FolderLake(correction.LakeIndex):
             if any(w in str(p) for w in wanted) and int(p.stem.split("-")[1]) <= upto
         )
 
+    def identity_objects(self) -> list[str]:
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in (self.root / "processed/identities").rglob("*.parquet")
+        )
+
 
 def event_row(event_id: str, user: str, at: datetime, batch: int, **fields: Any) -> dict[str, Any]:
     row: dict[str, Any] = {c: None for c in EVENTS.column_names}
@@ -325,3 +331,56 @@ def test_suspects_are_the_events_at_or_behind_the_watermark_that_read_them(tmp_p
         ("u2", m + timedelta(seconds=5), m + timedelta(seconds=5)),
         ("u3", m, m),
     ]
+
+
+def write_identities(root: Path, batch: int, rows: list[dict[str, Any]]) -> None:
+    table = pa.Table.from_pylist(
+        [r | {"batch_id": batch} for r in rows], schema=arrow_schema(IDENTITIES)
+    )
+    folder = root / "processed/identities/date=2026-11-28/hour=10"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / f"batch-{batch:012d}.parquet")
+
+
+def link(anonymous: str, user: str, at: datetime, event_id: str) -> dict[str, Any]:
+    return {
+        "anonymous_id": anonymous,
+        "user_id": user,
+        "first_seen_at": at,
+        "source": "web",
+        "event_id": event_id,
+        "linked_by": "event",
+    }
+
+
+@pytest.mark.spark
+def test_a_visitor_linked_to_a_user_counts_once_in_the_final_windows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = Settings()
+    lake = FolderLake(tmp_path)
+    m = T0 + timedelta(minutes=5)
+    # Anonymous browsing, then login (an event with both ids), then browsing as the user.
+    write_events(
+        tmp_path,
+        1,
+        [
+            event_row("e1", None, m + timedelta(seconds=5), 1, anonymous_id="anon-1")
+            | {"user_key": "anon-1"},
+            event_row("e2", "user-1", m + timedelta(seconds=20), 1, anonymous_id="anon-1"),
+            event_row("e3", "user-1", m + timedelta(seconds=40), 1),
+            event_row("e4", "other", m + timedelta(seconds=50), 1),
+        ],
+    )
+    before = correction.recompute_windows(spark, lake, [m], 1, settings)
+    [counts] = before["event_counts_minute"].to_pylist()
+    assert (counts["events"], counts["unique_users"]) == (4, 3)
+
+    write_identities(tmp_path, 1, [link("anon-1", "user-1", m + timedelta(seconds=20), "e2")])
+    after = correction.recompute_windows(spark, lake, [m], 1, settings)
+    [counts] = after["event_counts_minute"].to_pylist()
+    assert (counts["events"], counts["unique_users"]) == (4, 2)
+    active = {r["window_start"]: r["active_users"] for r in after["active_users_5m"].to_pylist()}
+    assert set(active.values()) == {2}
+    [pages] = after["page_views_minute"].to_pylist()
+    assert (pages["views"], pages["unique_visitors"]) == (4, 2)

@@ -113,6 +113,8 @@ def test_malformed_and_invalid_records_become_errors_with_reasons(
             event("e5", "click", "yesterday", user_id="u"),
             event("", "click", at, user_id="u"),
             event("e6", "click", at, user_id="u", user_agent_info={"is_bot": "maybe"}),
+            # In UTC the year 10000: Spark holds it, Python and the warehouse's clients do not.
+            event("e7", "click", "9999-12-31T23:59:59-10:00", user_id="u"),
             event("ok", "click", at, user_id="u"),
         ]
     )
@@ -130,6 +132,7 @@ def test_malformed_and_invalid_records_become_errors_with_reasons(
             Row(kafka_offset=7, reason="invalid_timestamp"),
             Row(kafka_offset=8, reason="missing_event_id"),
             Row(kafka_offset=9, reason="invalid_is_bot"),
+            Row(kafka_offset=10, reason="out_of_range_timestamp"),
         ],
     )
     # The original bytes travel with the error, untouched.

@@ -77,12 +77,13 @@ from clickstream_common.lake import (
     hours_between,
     list_commit_markers,
     offsets_cover,
+    parse_commit_marker_key,
     stream_batch_of_object,
 )
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
-from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, SESSIONS, TableSpec
-from stream_processor import transforms
+from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, IDENTITIES, SESSIONS, TableSpec
+from stream_processor import identities, transforms
 from stream_processor.config import Settings
 from stream_processor.sinks import LakeWriter, table_for
 
@@ -97,6 +98,7 @@ WINDOW_MARKERS = ACTIVE_USERS_5M  # every aggregated event is in an active-users
 # What the aggregates and sessions read of an event, and the batch that brought it (the
 # oldest copy of an event wins, as in the warehouse).
 AGGREGATE_READ = (*transforms.AGGREGATE_SOURCE_COLUMNS, "batch_id")
+IDENTITY_READ = ("anonymous_id", "user_id", "batch_id", "first_seen_at", "event_id")
 
 RUNS = Counter("processor_correction_runs_total", "Correction passes completed")
 FAILURES = Counter("processor_correction_failures_total", "Correction passes that failed")
@@ -169,6 +171,8 @@ class CorrectionState(BaseModel):
     sessions_horizon: datetime | None = None
     pending_minutes: list[datetime] = []
     pending_sessions: list[PendingSession] = []
+    # The newest identities marker whose links the windows were corrected for.
+    identities_marker: str = ""
     updated_at: datetime | None = None
 
 
@@ -216,11 +220,16 @@ class LakeIndex:
         return f"{self.bucket}/{key}"
 
     def read(
-        self, keys: Sequence[str], columns: Sequence[str], where: ds.Expression | None = None
+        self,
+        keys: Sequence[str],
+        columns: Sequence[str],
+        where: ds.Expression | None = None,
+        spec: TableSpec = EVENTS,
     ) -> pa.Table:
-        """Columns of the events objects `keys`, rows matching `where` (columns an object
-        predates are NULL: its schema is the current spec's)."""
-        schema = arrow_schema(EVENTS, columns)
+        """Columns of the objects `keys` of a data set (events unless `spec` says), rows
+        matching `where` (columns an object predates are NULL: its schema is the current
+        spec's)."""
+        schema = arrow_schema(spec, columns)
         if not keys:
             return schema.empty_table()
         dataset = ds.dataset(
@@ -264,6 +273,35 @@ class LakeIndex:
                     if batch is not None and batch <= upto and item["Key"].endswith(".parquet"):
                         keys.append(item["Key"])
         return keys
+
+    def identity_objects(self) -> list[str]:
+        """Keys of the identities objects of every committed stream batch."""
+        markers = list_commit_markers(self.s3, self.bucket, IDENTITIES.name, BatchKind.STREAM)
+        parsed = (parse_commit_marker_key(m.key) for m in markers)
+        newest = max((p[1] for p in parsed if p is not None), default=-1)
+        keys: list[str] = []
+        if newest < 0:
+            return keys
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{PROCESSED_PREFIX}/{IDENTITIES.name}/date="
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                batch = stream_batch_of_object(item["Key"])
+                if batch is not None and batch <= newest and item["Key"].endswith(".parquet"):
+                    keys.append(item["Key"])
+        return keys
+
+    def identity_rows(self, anonymous_ids: Iterable[str]) -> pa.Table:
+        """The committed identities rows of these anonymous ids (every link of each: the
+        first one wins, `identities.stitched_user_key` picks it)."""
+        wanted = sorted(set(anonymous_ids))
+        return self.read(
+            self.identity_objects() if wanted else [],
+            IDENTITY_READ,
+            ds.field("anonymous_id").isin(pa.array(wanted, pa.string())),
+            spec=IDENTITIES,
+        )
 
     def load_state(self) -> CorrectionState:
         try:
@@ -460,6 +498,27 @@ def aggregate_ready(events: DataFrame, settings: Settings) -> DataFrame:
     )
 
 
+def linked_minutes(
+    lake: LakeIndex, links: Sequence[Committed], upto: int, lookback: timedelta
+) -> set[datetime]:
+    """Minutes with events of the anonymous ids that new identities batches link to a user,
+    within `lookback` of the link: their windows count those visitors twice until corrected."""
+    keys = [o.key for c in links for o in c.marker.objects]
+    linked = lake.read(keys, ("anonymous_id", "first_seen_at"), spec=IDENTITIES)
+    if linked.num_rows == 0:
+        return set()
+    seen = [utc(t) for t in linked["first_seen_at"].to_pylist()]
+    start, end = min(seen) - lookback, max(seen) + lookback
+    ids = pc.unique(linked["anonymous_id"])
+    events = lake.read(
+        lake.event_objects(hours_between(start, end), upto),
+        ("event_time", "user_key"),
+        ds.field("user_key").isin(ids) & _ranges([start], end - start),
+    )
+    minutes = pc.unique(pc.floor_temporal(events["event_time"], unit="minute"))
+    return {utc(m) for m in minutes.to_pylist()}
+
+
 @dataclass
 class Suspects:
     minutes: set[datetime] = field(default_factory=set)
@@ -523,8 +582,14 @@ def recompute_windows(
         return {}
     read = minutes_to_read(minutes)
     keys = lake.event_objects({floor_hour(m) for m in read}, upto)
-    events = read_events(spark, lake, keys, _ranges(read, MINUTE))
-    rows = transforms.window_rows(transforms.window_aggregates(aggregate_ready(events, settings)))
+    table = lake.read(keys, AGGREGATE_READ, _ranges(read, MINUTE))
+    events = spark.createDataFrame(table)
+    # The final figures count a visitor linked to a user (identify, login) once.
+    links = lake.identity_rows(pc.unique(table["user_key"]).to_pylist())
+    ready_events = identities.stitched_user_key(
+        aggregate_ready(events, settings), spark.createDataFrame(links)
+    )
+    rows = transforms.window_rows(transforms.window_aggregates(ready_events))
     per_minute = F.col("window_start").isin(list(minutes))
     active = F.col("window_start").isin(active_window_starts(minutes))
     chosen = rows.where(
@@ -752,8 +817,13 @@ def correct_pending(
     LATE.labels("windows").inc(suspects.windows_late)
     LATE.labels("sessions").inc(suspects.sessions_late)
 
+    step("links", "finding the windows of newly linked visitors")
+    links = lake.committed(IDENTITIES.name, state.identities_marker)
+    lookback = timedelta(hours=settings.processor_correction_max_session_hours)
+    relinked = linked_minutes(lake, links, upto, lookback)
+
     gap = interval(settings.processor_session_gap)
-    minutes = set(state.pending_minutes) | suspects.minutes
+    minutes = set(state.pending_minutes) | suspects.minutes | relinked
     ready = ready_minutes(minutes, w_horizon)
     seeds = merge_pending([*state.pending_sessions, *suspects.sessions], gap)
     report.windows_horizon, report.sessions_horizon = w_horizon, s_horizon
@@ -786,6 +856,7 @@ def correct_pending(
         sessions_horizon=s_horizon,
         pending_minutes=sorted(minutes - set(ready)),
         pending_sessions=sessions_result.pending,
+        identities_marker=links[-1].key if links else state.identities_marker,
         updated_at=written_at,
     )
     lake.save_state(new_state)

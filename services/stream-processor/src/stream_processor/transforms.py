@@ -27,8 +27,10 @@ from pyspark.sql import functions as F
 from clickstream_common.schema import (
     CURRENCY_PATTERN,
     DEFAULT_CLOCK_POLICY,
+    EARLIEST_TIME,
     EVENT_ID_MAX_LENGTH,
     EVENT_TYPE_PATTERN,
+    LATEST_TIME,
     PURCHASE_EVENT_TYPE,
     USER_KEY_FIELDS,
     ClockPolicy,
@@ -156,6 +158,10 @@ def _in_range(value: SparkColumn, bounds: tuple[float | None, float | None]) -> 
     return value.isNull() | ok
 
 
+def _in_time_range(value: SparkColumn) -> SparkColumn:
+    return value.isNull() | value.between(F.lit(EARLIEST_TIME), F.lit(LATEST_TIME))
+
+
 def purchase_revenue(event_type: SparkColumn | None = None) -> SparkColumn:
     """`clickstream_common.schema.purchase_revenue` as a column over `event_type`,
     `revenue`, `price` and `quantity` (a parity test holds the two together)."""
@@ -252,6 +258,12 @@ def clean_events(
         ("invalid_timestamp", F.col("timestamp").isNull()),
         ("invalid_event_time", present_but_invalid("event_time", "event_time")),
         ("invalid_received_at", F.col("received_at").isNull()),
+        # Times the stores and every client can hold (the schema's range; the collector
+        # refuses the rest): Spark holds later years, Python and the loader do not.
+        *(
+            (f"out_of_range_{name}", ~_in_time_range(F.col(name)))
+            for name in ("timestamp", "event_time", "received_at")
+        ),
         ("missing_source", F.col("source").isNull()),
         ("missing_identity", F.col("user_id").isNull() & F.col("anonymous_id").isNull()),
     ]
@@ -279,8 +291,10 @@ def clean_events(
     )
     outputs["event_time"] = bounded.alias("event_time")
     if "original_event_time" in columns:
+        # Not a field validity reads (the narrow reads skip it): cleaned, not rejected.
+        claimed = F.when(_in_time_range(F.col("original_event_time")), F.col("original_event_time"))
         outputs["original_event_time"] = F.coalesce(
-            F.col("original_event_time"), F.when(crossed.isNotNull(), device_time)
+            claimed, F.when(crossed.isNotNull(), device_time)
         ).alias("original_event_time")
     if "event_time_adjusted" in columns:
         outputs["event_time_adjusted"] = F.coalesce(F.col("event_time_adjusted"), crossed).alias(
