@@ -49,6 +49,7 @@ from clickstream_common.lake import (
 )
 from clickstream_common.tables import (
     EVENTS,
+    IDENTITIES,
     SESSIONS,
     TABLES,
     WAREHOUSE_SCHEMA,
@@ -257,6 +258,8 @@ class Horizon:
     sessions: datetime | None
     pending_minutes: frozenset[datetime] = frozenset()
     pending_users: frozenset[str] = frozenset()
+    # The newest identities batch whose links the corrected windows count (None: none yet).
+    identities_batch: int | None = None
 
 
 def values_match(expected: Sequence[Any], observed: Sequence[Any]) -> bool:
@@ -339,7 +342,30 @@ def warehouse_events(
         rows = conn.execute(query, args).fetchall()
         arrays = [pa.array([r[i] for r in rows], field.type) for i, field in enumerate(schema)]
         tables.append(pa.table(arrays, schema=schema))
-    return pa.concat_tables(tables)
+    # One chunk: PySpark 4.2's createDataFrame(pyarrow.Table) drops the rows after an empty one.
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def warehouse_links(conn: Any, user_keys: Sequence[str], upto_batch: int | None) -> pa.Table:
+    """The identities rows (as the correction reads them) of these keys, from batches up to
+    `upto_batch`: the links the corrected windows count a visitor once by."""
+    from clickstream_common.arrow import arrow_schema
+    from stream_processor.correction import IDENTITY_READ
+
+    schema = arrow_schema(IDENTITIES, IDENTITY_READ)
+    if upto_batch is None or not user_keys:
+        return schema.empty_table()
+    selected = ", ".join(quote_identifier(c) for c in IDENTITY_READ)
+    tables = []
+    for part in warehouse.slices(sorted(set(user_keys))):
+        query = (
+            f"SELECT {selected} FROM {warehouse_table(IDENTITIES)} "
+            f"WHERE batch_id <= %s AND anonymous_id IN {warehouse.in_list(len(part))}"
+        )
+        rows = conn.execute(query, [upto_batch, *part]).fetchall()
+        arrays = [pa.array([r[i] for r in rows], field.type) for i, field in enumerate(schema)]
+        tables.append(pa.table(arrays, schema=schema))
+    return pa.concat_tables(tables).combine_chunks()
 
 
 def correction_horizon(s3: Any, bucket: str) -> Horizon:
@@ -350,12 +376,14 @@ def correction_horizon(s3: Any, bucket: str) -> Horizon:
     state = LakeIndex(s3, bucket).load_state()
     if state.events_batch < 0:
         return Horizon(None, None, None)
+    linked = lake.parse_commit_marker_key(state.identities_marker)
     return Horizon(
         state.events_batch,
         state.windows_horizon,
         state.sessions_horizon,
         frozenset(_utc(m) for m in state.pending_minutes),
         frozenset(p.user_key for p in state.pending_sessions),
+        linked[1] if linked else None,
     )
 
 
@@ -370,7 +398,7 @@ def check_aggregates(
     """Every windowed row and session of the hour that the stream and the correction pass
     have made final equals the streaming job's own aggregation (run here on the warehouse's
     events, `stream_processor.transforms`) of the events they were computed from."""
-    from stream_processor import transforms
+    from stream_processor import identities, transforms
     from stream_processor.correction import aggregate_ready, interval
 
     start, end = hour_range(hour)
@@ -380,7 +408,13 @@ def check_aggregates(
         # The correction pass computed from events up to this batch; later ones arrived
         # after it and are the next pass's (a window closed before them never counts them).
         events = events.filter(pc.less_equal(events["batch_id"], horizon.events_batch))
-    frame = aggregate_ready(spark.createDataFrame(events), processor)
+    # The corrected windows count a visitor linked to a user once (docs/trackers.md).
+    links = warehouse_links(
+        conn, pc.unique(events["user_key"]).to_pylist(), horizon.identities_batch
+    )
+    frame = identities.stitched_user_key(
+        aggregate_ready(spark.createDataFrame(events), processor), spark.createDataFrame(links)
+    )
     rows = transforms.window_rows(transforms.window_aggregates(frame)).toArrow()
     results = []
     for spec in transforms.WINDOW_DATASETS:

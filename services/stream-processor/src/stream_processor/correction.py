@@ -238,7 +238,9 @@ class LakeIndex:
             format="parquet",
             filesystem=self.filesystem,
         )
-        return dataset.to_table(columns=list(columns), filter=where)
+        # One chunk: PySpark 4.2's createDataFrame(pyarrow.Table) drops every row after an
+        # empty chunk, and a filtered read has one chunk per object, most of them empty.
+        return dataset.to_table(columns=list(columns), filter=where).combine_chunks()
 
     def committed(self, dataset: str, start_after: str = "") -> list[Committed]:
         """Stream commit markers of a data set after a key, in batch order, with their body."""
