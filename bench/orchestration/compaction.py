@@ -93,6 +93,25 @@ def main() -> int:
                 keys |= {o["Key"] for o in page.get("Contents", []) if "/_commits/" in o["Key"]}
             return keys
 
+        def events_in_lake() -> int:
+            return sum(
+                int(o["Size"] > 0)
+                for page in s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=info.s3_bucket, Prefix="processed/events/"
+                )
+                for o in page.get("Contents", [])
+            )
+
+        # The stream may still be catching up: wait until it writes no new events object for
+        # 20 s, then stop it, so the lake holds still while it is compacted and compared.
+        seen, quiet_since = -1, time.monotonic()
+        while time.monotonic() - quiet_since < 20:
+            now_seen = events_in_lake()
+            if now_seen != seen:
+                seen, quiet_since = now_seen, time.monotonic()
+            time.sleep(2)
+        stack.components["stream-processor"].stop()
+
         with psycopg.connect(info.warehouse_dsn) as conn:
             for _ in range(600):
                 ledger = {

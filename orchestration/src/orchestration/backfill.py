@@ -137,8 +137,16 @@ def newest_events_batch(s3: Any, bucket: str) -> int:
 
 def raw_records(spark: Any, paths: Sequence[str]) -> Any:
     """Raw-zone lines as the records the streaming job reads from Kafka: the bytes, and the
-    receive hour (from the raw zone's folder) as their timestamp. The raw zone keeps no
-    Kafka coordinates, which only the errors/ zone uses (a backfill does not rewrite it)."""
+    end of their receive hour (from the raw zone's folder) as their timestamp. The raw zone
+    keeps no Kafka coordinates, which only the errors/ zone uses (a backfill does not
+    rewrite it).
+
+    The timestamp is what the clock policy bounds an event time by, never later than the
+    event's `received_at` (`transforms.bounded_event_time`): the hour's end is the latest
+    time Kafka can have recorded the record, so an event the collector received gets the
+    same time as in the stream. Only a record whose own `received_at` lies ahead of Kafka's
+    time (a producer that bypassed the collector) can be bounded to a later time than the
+    stream gave it, by at most an hour."""
     from pyspark.sql import functions as F
 
     hour = F.regexp_extract(F.input_file_name(), r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})", 0)
@@ -150,7 +158,7 @@ def raw_records(spark: Any, paths: Sequence[str]) -> Any:
         F.lit(RAW_PREFIX).alias("topic"),
         F.lit(None).cast("int").alias("partition"),
         F.lit(None).cast("long").alias("offset"),
-        stamp.alias("timestamp"),
+        (stamp + F.expr("INTERVAL 1 HOUR") - F.expr("INTERVAL 1 MICROSECOND")).alias("timestamp"),
     )
 
 
