@@ -321,29 +321,51 @@ def warehouse_rows(
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def warehouse_events(
-    conn: Any, start: datetime, end: datetime, users: Sequence[str] | None = None
+def _select_arrow(
+    conn: Any,
+    spec: TableSpec,
+    columns: Sequence[str],
+    where: str,
+    params: Sequence[Any],
+    in_column: str | None = None,
+    in_values: Sequence[str] | None = None,
 ) -> pa.Table:
-    """What the aggregates read of the warehouse's events, as Arrow, in [start, end)."""
+    """Columns of a warehouse table as one Arrow table, rows matching `where` (and
+    `in_column IN in_values`, asked in slices the warehouse accepts)."""
     from clickstream_common.arrow import arrow_schema
-    from stream_processor.correction import AGGREGATE_READ
 
-    schema = arrow_schema(EVENTS, AGGREGATE_READ)
-    selected = ", ".join(quote_identifier(c) for c in AGGREGATE_READ)
-    where = "event_time >= %s AND event_time < %s"
-    params: list[Any] = [start, end]
+    schema = arrow_schema(spec, columns)
+    selected = ", ".join(quote_identifier(c) for c in columns)
     tables = []
-    for part in warehouse.slices(list(users)) if users is not None else [None]:
+    parts = warehouse.slices(list(in_values)) if in_values is not None else [None]
+    for part in parts:
         clause, args = where, list(params)
         if part is not None:
-            clause += f" AND user_key IN {warehouse.in_list(len(part))}"
+            clause += f" AND {in_column} IN {warehouse.in_list(len(part))}"
             args += part
-        query = f"SELECT {selected} FROM {warehouse_table(EVENTS)} WHERE {clause}"
+        query = f"SELECT {selected} FROM {warehouse_table(spec)} WHERE {clause}"
         rows = conn.execute(query, args).fetchall()
         arrays = [pa.array([r[i] for r in rows], field.type) for i, field in enumerate(schema)]
         tables.append(pa.table(arrays, schema=schema))
     # One chunk: PySpark 4.2's createDataFrame(pyarrow.Table) drops the rows after an empty one.
     return pa.concat_tables(tables).combine_chunks()
+
+
+def warehouse_events(
+    conn: Any, start: datetime, end: datetime, users: Sequence[str] | None = None
+) -> pa.Table:
+    """What the aggregates read of the warehouse's events, as Arrow, in [start, end)."""
+    from stream_processor.correction import AGGREGATE_READ
+
+    return _select_arrow(
+        conn,
+        EVENTS,
+        AGGREGATE_READ,
+        "event_time >= %s AND event_time < %s",
+        [start, end],
+        "user_key",
+        users,
+    )
 
 
 def warehouse_links(conn: Any, user_keys: Sequence[str], upto_batch: int | None) -> pa.Table:
@@ -352,20 +374,17 @@ def warehouse_links(conn: Any, user_keys: Sequence[str], upto_batch: int | None)
     from clickstream_common.arrow import arrow_schema
     from stream_processor.correction import IDENTITY_READ
 
-    schema = arrow_schema(IDENTITIES, IDENTITY_READ)
     if upto_batch is None or not user_keys:
-        return schema.empty_table()
-    selected = ", ".join(quote_identifier(c) for c in IDENTITY_READ)
-    tables = []
-    for part in warehouse.slices(sorted(set(user_keys))):
-        query = (
-            f"SELECT {selected} FROM {warehouse_table(IDENTITIES)} "
-            f"WHERE batch_id <= %s AND anonymous_id IN {warehouse.in_list(len(part))}"
-        )
-        rows = conn.execute(query, [upto_batch, *part]).fetchall()
-        arrays = [pa.array([r[i] for r in rows], field.type) for i, field in enumerate(schema)]
-        tables.append(pa.table(arrays, schema=schema))
-    return pa.concat_tables(tables).combine_chunks()
+        return arrow_schema(IDENTITIES, IDENTITY_READ).empty_table()
+    return _select_arrow(
+        conn,
+        IDENTITIES,
+        IDENTITY_READ,
+        "batch_id <= %s",
+        [upto_batch],
+        "anonymous_id",
+        sorted(set(user_keys)),
+    )
 
 
 def correction_horizon(s3: Any, bucket: str) -> Horizon:
