@@ -8,7 +8,7 @@ third, normal day is the false-alarm run (it contains every 2-hour stretch of th
 one incident of each kind is injected at a random time of that day, each starting from the
 models' state at that point, and scored: detected or not, and minutes from the incident's
 start to the end of the first anomalous bucket that starts with or after it, plus the closing
-grace (when the service would publish it). Minutes are simulated time. Every candidate sees
+grace (when the service would publish it); minutes are simulated time. Every candidate sees
 the same buckets.
 """
 
@@ -218,9 +218,7 @@ def _score_incident(
     first_bucket = incident.start.replace(second=0, microsecond=0)
     # The figures take a few minutes to settle after the incident ends (sessions in flight).
     window_end = incident.end + timedelta(minutes=10)
-    # Detected by the first anomalous bucket that starts once the incident has: an alarm
-    # already running when it began was not caused by it (it used to count, from the
-    # incident's first bucket, when its episode overlapped).
+    # Detected by the first anomalous bucket that starts with the incident or after it.
     caused = sorted(
         (v.start, v.series)
         for v in verdicts
@@ -232,6 +230,8 @@ def _score_incident(
         minutes = (published - incident.start).total_seconds() / 60 + GRACE_SECONDS / 60
         detection = (minutes, caused[0][1])
     for start, _, series in episodes(verdicts, width):
+        # An episode already running when the incident began was not caused by it: a false
+        # alarm (it used to count as the incident's when it ran on into it).
         if first_bucket <= start < window_end:
             result.true_episodes += 1
         else:
