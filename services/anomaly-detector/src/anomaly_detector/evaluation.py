@@ -22,7 +22,7 @@ import random
 import statistics
 import sys
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -303,6 +303,18 @@ def targets_met(result: ModelResult) -> bool:
     return timely and result.normal_false_alarms == 0
 
 
+def _progress(seed: int, results: dict[str, ModelResult]) -> None:
+    """One seed's outcome on stderr as soon as it is scored (a long run shows as it goes)."""
+    for model, result in results.items():
+        found = ", ".join(f"{r.kind} {r.minutes_to_detect}" for r in result.incidents)
+        print(
+            f"seed {seed} {model}: {found}; false alarms {result.normal_false_alarms} normal, "
+            f"{result.incident_false_alarms} around incidents {result.false_alarm_examples}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anomaly_detector.evaluation")
     parser.add_argument("--seeds", type=int, default=3, help="seeded runs (1..N)")
@@ -314,12 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(1, args.seeds + 1)
     print(f"seeds {seeds.start}-{seeds.stop - 1}, {args.jobs} at a time ...", file=sys.stderr)
     score = functools.partial(evaluate_seed, models=models)
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            per_seed = list(pool.map(score, seeds))
-    else:
-        per_seed = [score(seed) for seed in seeds]
-    results = merge(per_seed)
+    by_seed: dict[int, dict[str, ModelResult]] = {}
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(score, seed): seed for seed in seeds}
+        for future in as_completed(futures):
+            by_seed[futures[future]] = future.result()
+            _progress(futures[future], by_seed[futures[future]])
+    results = merge([by_seed[seed] for seed in seeds])
     print(table(results))
     for model, result in results.items():
         if result.false_alarm_examples:
