@@ -499,6 +499,8 @@ def test_every_part_killed_under_traffic_loses_and_doubles_nothing(
     )
     assert [k.name for k in kills] == list(KILL_ORDER)
     assert not other, f"answers other than 2xx, 503 or none: {other}"
+    # The collector's kill cuts connections: the client's retries of a body were exercised.
+    assert ledger.bodies_retried > 0
     assert figures.lost == 0
     assert figures.duplicated == 0
     assert figures.extra == 0
