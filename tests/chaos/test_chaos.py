@@ -386,6 +386,7 @@ class Figures:
     expected: int  # events answered 2xx
     stored: int  # rows of analytics.events
     in_lake: int  # rows of the lake's committed events data set
+    copies_dropped: int  # records in Kafka beyond one per 2xx event (retries), deduplicated
     lost: int
     duplicated: int
     extra: int  # stored without a 2xx
@@ -428,7 +429,14 @@ def drain_and_compare(info: Any, ledger: Ledger) -> Figures:
     with contextlib.suppress(AssertionError):  # the figures say what is wrong
         wait_for(drained, DRAIN_DEADLINE, interval=3, what="the warehouse to hold every event")
     ids: Counter[tuple[str, str]] = got.get("ids") or Counter()
-    lake_rows = Counter((r["source"], r["event_id"]) for r in Lake(info).committed_rows("events"))
+    lake = Lake(info)
+    lake_rows = Counter((r["source"], r["event_id"]) for r in lake.committed_rows("events"))
+    # The raw zone holds every record the processor read from Kafka, once each: a record of
+    # an event more than once is a copy that a 503'd or cut request left behind and that the
+    # stream's dedup had to drop.
+    raw = Counter(
+        (DEV_SOURCE, orjson.loads(line)["event_id"]) for line in lake.raw_records().elements()
+    )
     windows = got.get("windows", {})
     sessions = got.get("sessions", {})
     problems = [
@@ -442,6 +450,7 @@ def drain_and_compare(info: Any, ledger: Ledger) -> Figures:
         expected=len(expected_ids),
         stored=sum(ids.values()),
         in_lake=sum(lake_rows.values()),
+        copies_dropped=sum(n - 1 for n in raw.values()),
         lost=len(expected_ids - set(ids)),
         # analytics.events is keyed by (source, event_id), so a second copy there would need
         # a broken key; the lake's committed rows show whether the stream wrote one twice.
@@ -487,7 +496,8 @@ def test_every_part_killed_under_traffic_loses_and_doubles_nothing(
         f"  answers: 2xx {answers['2xx']}, 503 {answers['503']}, "
         f"no answer (connection refused or cut) {answers['no answer']}, other {other}\n"
         f"  events answered 2xx {figures.expected}; rows in analytics.events {figures.stored}, "
-        f"in the lake's committed events {figures.in_lake}\n"
+        f"in the lake's committed events {figures.in_lake}; second copies in Kafka that the "
+        f"stream dropped {figures.copies_dropped}\n"
         f"  events lost {figures.lost}, duplicated {figures.duplicated}, "
         f"stored without a 2xx {figures.extra}\n"
         f"  aggregates equal to the independent computation: {aggregates_equal} "
