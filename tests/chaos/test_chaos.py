@@ -76,6 +76,9 @@ PROCESSOR_ENV = {
     "PROCESSOR_SESSION_GAP": "2 minutes",
     "PROCESSOR_SESSIONS_TRIGGER_INTERVAL": "5 seconds",
 }
+# Two clients side by side, 40 events/s together: a steady load the 2-core machine carries
+# beside Spark, and an outage catches more than one request in flight.
+SENDERS = 2
 EVENTS_PER_REQUEST = 10
 REQUESTS_PER_SECOND = 4.0
 # How long the client keeps sending one body before the scenario fails (a part that never
@@ -104,8 +107,9 @@ class Ledger:
 
 
 class Client:
-    """Posts batches of simulator events to `POST /v1/events` at a steady pace, each body
-    until it gets a 2xx (the same bytes every time), and records every answer."""
+    """`SENDERS` threads, each posting batches of simulator events (a generator of its own) to
+    `POST /v1/events` at a steady pace, each body until it gets a 2xx (the same bytes every
+    time); one ledger of every answer."""
 
     def __init__(self, info: Any) -> None:
         self.http = httpx.Client(
@@ -121,15 +125,20 @@ class Client:
         self.stopping = threading.Event()  # no new bodies; the current one is still delivered
         self.aborting = threading.Event()  # give up at once (the test is failing)
         self.failure: str | None = None
-        self._thread = threading.Thread(target=self._run, name="chaos-client", daemon=True)
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(seed,), name=f"chaos-client-{seed}", daemon=True
+            )
+            for seed in range(1212, 1212 + SENDERS)
+        ]
 
     def _clock(self) -> Iterator[datetime]:
         while True:
             yield datetime.now(UTC) - SHIFT
 
-    def _run(self) -> None:
-        stream = ClickstreamGenerator(seed=1212).live(self._clock())
-        pause = 1.0 / REQUESTS_PER_SECOND
+    def _run(self, seed: int) -> None:
+        stream = ClickstreamGenerator(seed=seed).live(self._clock())
+        pause = SENDERS / REQUESTS_PER_SECOND
         try:
             while not self.stopping.is_set():
                 started = time.monotonic()
@@ -176,12 +185,15 @@ class Client:
                 raise RuntimeError("aborted")
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Send no new body; returns once the current one got its 2xx."""
+        """Send no new body; returns once the current ones got their 2xx."""
         self.stopping.set()
-        self._thread.join(timeout=BODY_DEADLINE + 30)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=BODY_DEADLINE + 30)
 
     def close(self) -> None:
         self.aborting.set()
