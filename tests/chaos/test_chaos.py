@@ -3,9 +3,9 @@ under steady traffic, and the warehouse still holds every event answered 2xx exa
 with aggregates equal to an independent computation over those events.
 
 The stack is a scratch one of its own (free ports, own state dir): Kafka, versitygw,
-PostgreSQL, the collector, the stream processor (Spark) and the loader. A client thread posts
-batches of simulator events with their own event ids to the collector for the whole
-scenario and keeps a ledger of every answer; like a real client (and the SDKs) it sends the
+PostgreSQL, the collector, the stream processor (Spark) and the loader. Two client threads
+post batches of simulator events with their own event ids to the collector for the whole
+scenario and keep a ledger of every answer; like a real client (and the SDKs) each sends the
 same body again after a 503 or a broken connection, until it gets a 2xx. The events of every
 2xx are the expected set.
 
