@@ -22,7 +22,7 @@ from clickstream_common.tables import (
 from stream_processor import transforms
 from stream_processor.config import Settings
 from stream_processor.job import POOL_WEIGHTS
-from stream_processor.session import fair_scheduler_pools, spark_conf
+from stream_processor.spark_setup import fair_scheduler_pools, spark_conf
 
 pytestmark = pytest.mark.spark
 

@@ -947,7 +947,7 @@ def correct_range(
 
 def correction_session(settings: Settings) -> SparkSession:
     """A Spark session for the pass: the job's settings, without its streaming extras."""
-    from stream_processor.session import build_session
+    from stream_processor.spark_setup import build_session
 
     overrides = {"spark.app.name": "clickstream-correction", "spark.ui.enabled": "false"}
     return build_session(settings, overrides=overrides)
