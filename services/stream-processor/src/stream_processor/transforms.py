@@ -7,8 +7,10 @@ The stages, in order:
 * `clean_events`: typed, trimmed, normalised, flattened columns plus `error_reason`, which is
   NULL for a valid event. The same rules run in every query, so a record is valid for the
   lake exactly when it is valid for the aggregates.
-* `events` / `errors`: the two halves of a cleaned batch, in their data set's columns.
-* `deduplicate`, `window_aggregates` + `window_dataset`, `sessions`: the stateful part.
+* `lake_batch`: both in one projection, the lake query's one read per micro-batch (the job
+  splits it into raw zone, errors and events in Arrow).
+* `aggregate_input`, `deduplicate`, `without_bots`, `window_aggregates` + `window_rows`,
+  `sessions`: the stateful part (the job splits `window_rows` by data set in Arrow).
 """
 
 from __future__ import annotations
@@ -336,34 +338,12 @@ def _all_null() -> SparkColumn:
     )
 
 
-def events(cleaned: DataFrame) -> DataFrame:
-    """Valid events in the events table's column order (without batch_id)."""
-    names = [n for n in EVENTS.column_names if n != "batch_id"]
-    return cleaned.where(F.col("error_reason").isNull()).select(*names)
-
-
-def errors(cleaned: DataFrame) -> DataFrame:
-    """Rejected records: Kafka coordinates, the reason and the original bytes."""
-    return cleaned.where(F.col("error_reason").isNotNull()).select(
-        *KAFKA_COLUMNS, F.col("error_reason").alias("reason"), "value"
-    )
-
-
 def lake_batch(kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLICY) -> DataFrame:
     """One micro-batch for the lake, collected to the driver in one pass: every record's
     original bytes and Kafka coordinates (raw zone, errors), and the event columns."""
     cleaned = clean_events(parse_records(kafka_records), clock=clock)
     names = [n for n in EVENTS.column_names if n != "batch_id"]
     return cleaned.select(*KAFKA_COLUMNS, "value", "error_reason", *names)
-
-
-def raw_zone(kafka_records: DataFrame) -> DataFrame:
-    """Original record text and the date and hour Kafka received it (the raw zone's rows)."""
-    return kafka_records.select(
-        F.col("value").cast("string").alias("value"),
-        F.date_format("timestamp", "yyyy-MM-dd").alias("date"),
-        F.date_format("timestamp", "HH").alias("hour"),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,14 +514,6 @@ def window_rows(aggregates: DataFrame) -> DataFrame:
     )
 
 
-def window_dataset(aggregates: DataFrame, table: TableSpec, batch_id: int) -> DataFrame:
-    """One data set's rows from the combined aggregation, in its table's columns."""
-    if table not in WINDOW_DATASETS:
-        raise ValueError(f"{table.name} is not a windowed data set")
-    rows = window_rows(aggregates).where(F.col("dataset") == table.name)
-    return with_batch_id(rows, table, batch_id)
-
-
 def session_key(user_key: str, session_start: datetime) -> str:
     """The stable id of a session (the same formula as the Spark expression below)."""
     text = f"{user_key}|{session_start:%Y-%m-%dT%H:%M:%S.%f}Z"
@@ -595,8 +567,3 @@ def sessions(events: DataFrame, gap: str) -> DataFrame:
         "exit_page",
         "max_received_at",
     )
-
-
-def with_batch_id(rows: DataFrame, table: TableSpec, batch_id: int) -> DataFrame:
-    """Stamp rows with their micro-batch and select the table's columns in order."""
-    return rows.withColumn("batch_id", F.lit(batch_id).cast("long")).select(*table.column_names)
