@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Any
 
@@ -42,6 +42,7 @@ from clickstream_common.schema import (
 )
 from clickstream_common.tables import (
     ACTIVE_USERS_5M,
+    ACTIVE_USERS_SPAN,
     EVENT_COUNTS_MINUTE,
     EVENT_DERIVED_COLUMNS,
     EVENT_SOURCE_COLUMNS,
@@ -414,7 +415,7 @@ def window_aggregates(events: DataFrame) -> DataFrame:
     the state of a window is dropped once the watermark passes its end. Unique counts are
     `size(collect_set(...))` over state: exact, unlike an HLL sketch.
     """
-    w = F.window("event_time", "5 minutes", "1 minute")
+    w = F.window("event_time", f"{ACTIVE_USERS_SPAN // timedelta(minutes=1)} minutes", "1 minute")
     last_minute = F.col("event_time") >= F.col("w.end") - F.expr("INTERVAL 1 MINUTE")
     etype = F.col("event_type")
 
