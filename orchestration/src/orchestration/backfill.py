@@ -191,18 +191,15 @@ def backfill(
     if not objects:
         return report
     records = raw_records(spark, [f"s3a://{bucket}/{o.key}" for o in objects])
-    # The lake query's own read (parse and clean), its valid half.
+    cleaned = transforms.clean_events(transforms.parse_records(records))
     events = (
-        transforms.lake_batch(records)
+        transforms.events(cleaned)
         .where(
-            F.col("error_reason").isNull()
-            & (F.col("event_time") >= F.lit(p.read_from))
-            & (F.col("event_time") < F.lit(p.read_to))
+            (F.col("event_time") >= F.lit(p.read_from)) & (F.col("event_time") < F.lit(p.read_to))
         )
         # As read back from the lake: first_copies keeps the oldest copy of an event, and
         # among copies in the raw zone the first one received.
         .withColumn("batch_id", F.lit(0).cast("long"))
-        .select(*EVENTS.column_names)
     )
     events = first_copies(events).cache()
     ready = aggregate_ready(events, processor)

@@ -150,6 +150,22 @@ def test_malformed_and_invalid_records_become_errors_with_reasons(
     assert [r["event_id"] for r in transforms.aggregate_input(frame).collect()] == ["ok"]
 
 
+def test_the_backfill_s_events_are_the_stream_s_valid_half(
+    kafka_frame: Frame, event: Event, lake_split: LakeSplit
+) -> None:
+    frame = kafka_frame(
+        [
+            event("e1", "click", "2026-11-27T12:00:00Z", user_id="u"),
+            b"{",
+            event("e2", "Not Valid!", "2026-11-27T12:00:00Z", user_id="u"),
+            event("e3", "page_view", "2026-11-27T12:00:01Z", anonymous_id="a"),
+        ]
+    )
+    backfill = transforms.events(transforms.clean_events(transforms.parse_records(frame)))
+    assertDataFrameEqual(backfill, lake_split(frame)[0])
+    assert [r["event_id"] for r in backfill.collect()] == ["e1", "e3"]
+
+
 def test_lake_batch_keeps_every_record_once(kafka_frame: Frame, event: Event) -> None:
     frame = kafka_frame([event("e1", "click", "2026-11-27T12:00:00Z", user_id="u"), b"{"])
     rows = transforms.lake_batch(frame).collect()

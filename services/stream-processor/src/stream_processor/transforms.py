@@ -9,6 +9,7 @@ The stages, in order:
   lake exactly when it is valid for the aggregates.
 * `lake_batch`: both in one projection, the lake query's one read per micro-batch (the job
   splits it into raw zone, errors and events in Arrow).
+* `events`: the valid half of a cleaned frame (the backfill's read of the raw zone).
 * `aggregate_input`, `deduplicate`, `without_bots`, `window_aggregates` + `window_rows`,
   `sessions`: the stateful part (the job splits `window_rows` by data set in Arrow).
 """
@@ -337,6 +338,13 @@ def _all_null() -> SparkColumn:
         & F.col("e.received_at").isNull()
         & F.col("e.source").isNull()
     )
+
+
+def events(cleaned: DataFrame) -> DataFrame:
+    """Valid events in the events table's column order (without batch_id): the backfill's
+    read of the raw zone (`orchestration.backfill`); the stream splits `lake_batch` instead."""
+    names = [n for n in EVENTS.column_names if n != "batch_id"]
+    return cleaned.where(F.col("error_reason").isNull()).select(*names)
 
 
 def lake_batch(kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLICY) -> DataFrame:
