@@ -39,14 +39,7 @@ from clickstream_common.lake import CORRECTION_BATCH_BASE
 from clickstream_common.tables import TABLES, MergeMode
 from clickstream_local.orchestration import airflow_dir, run_dag
 from tests.conftest import RunningStack, _new_stack, _stop, wait_for
-from tests.late.test_late_events import (
-    GAP,
-    PROCESSOR_ENV,
-    in_period,
-    ticking,
-    warehouse_sessions,
-    warehouse_windows,
-)
+from tests.late.test_late_events import GAP, PROCESSOR_ENV, ticking
 from tests.processor.streamdata import (
     Lake,
     Sender,
@@ -58,6 +51,7 @@ from tests.processor.streamdata import (
     simple_event,
     user_key,
 )
+from tests.warehouse import in_period, warehouse_sessions, warehouse_windows
 
 pytestmark = [pytest.mark.platform, pytest.mark.spark]
 

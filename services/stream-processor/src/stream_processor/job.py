@@ -110,7 +110,9 @@ class BatchWriters:
             counts = errors.group_by("reason").aggregate([("reason", "count")])
             for row in counts.to_pylist():
                 metrics.ERROR_RECORDS.labels(row["reason"]).inc(row["reason_count"])
-        valid = first_per_key(table.filter(pc.invert(rejected)), "event_id")
+        # An event_id is unique within its source only: another source's event with the
+        # same id in the same batch is an event of its own.
+        valid = first_per_key(table.filter(pc.invert(rejected)), EVENTS.key)
         rows = table_for(EVENTS, valid, batch_id)
         newest = max_timestamp(rows, "received_at")
         offsets = self.progress(LAKE, batch_id).source_offsets

@@ -8,6 +8,7 @@ import base64
 import gzip
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,13 +27,19 @@ from clickstream_common.tables import TableSpec
 log = logging.getLogger(__name__)
 
 
-def first_per_key(table: pa.Table, key: str) -> pa.Table:
-    """One row per `key`: the first in table order. A batch's rows come in Kafka partition
-    and offset order, so a retried batch keeps the same rows."""
-    if table.num_rows == 0 or pc.count_distinct(table[key]).as_py() == table.num_rows:
+def first_per_key(table: pa.Table, key: str | Sequence[str]) -> pa.Table:
+    """One row per `key` (a column, or several together): the first in table order. A
+    batch's rows come in Kafka partition and offset order, so a retried batch keeps the same
+    rows."""
+    columns = [key] if isinstance(key, str) else list(key)
+    if table.num_rows == 0:
+        return table
+    if len(columns) == 1 and pc.count_distinct(table[columns[0]]).as_py() == table.num_rows:
         return table
     indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    first = indexed.group_by(key, use_threads=False).aggregate([("__row", "min")])
+    first = indexed.group_by(columns, use_threads=False).aggregate([("__row", "min")])
+    if first.num_rows == table.num_rows:
+        return table
     rows = first["__row_min"].combine_chunks()
     return table.take(pc.take(rows, pc.array_sort_indices(rows)))
 
