@@ -61,25 +61,32 @@ def checkpoint_batches(stack: RunningStack, query: str) -> list[int]:
     return sizes
 
 
+def backlog_then_processor(
+    stack_factory: StackFactory, env: dict[str, str]
+) -> tuple[RunningStack, Sender, list[dict[str, Any]]]:
+    """A platform with BACKLOG large events on the topic, then the processor started on it."""
+    stack = stack_factory(env={"stream-processor": env})
+    sender = Sender(stack.info.kafka_bootstrap)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    events = [large_event(i, t0) for i in range(BACKLOG)]
+    sender.send(events)
+    stack.stack.components["stream-processor"].launch()
+    return stack, sender, events
+
+
 def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     stack_factory: StackFactory,
 ) -> None:
     settings = Settings(**{k.lower(): v for k, v in PROCESSOR_ENV.items()})  # type: ignore[arg-type]
     bound = settings.records_per_trigger
     assert bound == 102
-    # The platform only: the backlog is on the topic before the processor starts.
-    stack = stack_factory(env={"stream-processor": PROCESSOR_ENV})
+    stack, sender, events = backlog_then_processor(stack_factory, PROCESSOR_ENV)
     lake = Lake(stack.info)
-    sender = Sender(stack.info.kafka_bootstrap)
-    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    events = [large_event(i, t0) for i in range(BACKLOG)]
-    sender.send(events)
     record_bytes = {len(r) for r in sender.sent.records}
     assert max(record_bytes) <= settings.processor_max_record_bytes
     assert BACKLOG * min(record_bytes) > 5 * settings.max_batch_bytes  # several batches' worth
 
     processor = stack.stack.components["stream-processor"]
-    processor.launch()
     processor.wait_ready()
     drained(stack, BACKLOG)
     ids = {e["event_id"] for e in events}
@@ -113,3 +120,25 @@ def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     # No query failed on the backlog (a failed one stops the process: not ready).
     assert processor.pid() is not None
     processor.wait_ready()
+
+
+def test_the_same_backlog_unbounded_by_bytes_fails_the_small_driver(
+    stack_factory: StackFactory,
+) -> None:
+    """The control: budgeting for 1 KiB records, the same settings put the whole backlog in
+    one batch, and its collect exceeds spark.driver.maxResultSize (what the bound prevents)."""
+    env = {**PROCESSOR_ENV, "PROCESSOR_MAX_RECORD_BYTES": "1024"}
+    assert Settings(**{k.lower(): v for k, v in env.items()}).records_per_trigger > BACKLOG  # type: ignore[arg-type]
+    stack, _sender, _events = backlog_then_processor(stack_factory, env)
+    supervisor = stack.stack.components["stream-processor"].supervisor
+    wait_for(
+        lambda: (
+            "spark.driver.maxResultSize"
+            in supervisor.log_file("stream-processor").read_text(errors="replace")
+            or None
+        ),
+        timeout=420,
+        interval=3,
+        what="the lake query to fail on the driver's result limit",
+    )
+    assert Lake(stack.info).markers("events") == []
