@@ -48,7 +48,9 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     processor_spark_jars: str = ""
     # Checkpoints of the queries: a volume path or s3a://...; must be durable.
     processor_checkpoint_location: str = "/tmp/clickstream/checkpoints"  # noqa: S108
-    # How late an event may be and still count in windows and sessions.
+    # How late an event may be and still count in windows and sessions (later ones reach the
+    # aggregates through the correction pass). 2 minutes: the smallest round value above the
+    # clock bound; state grows by ~2 rows per event of delay per query (docs/benchmarks.md).
     processor_watermark_delay: str = "2 minutes"
     # The clock policy (clickstream_common.schema.ClockPolicy), applied again before the
     # watermark to records from any producer: how far ahead of its receive time (never later
