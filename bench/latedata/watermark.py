@@ -39,7 +39,7 @@ from pyspark.sql import functions as F
 
 from stream_processor import transforms
 from stream_processor.config import Settings
-from stream_processor.session import build_session
+from stream_processor.spark_setup import build_session
 
 EVENT_TYPES = ("page_view", "page_view", "page_view", "product_view", "product_view", "search",
                "add_to_cart", "purchase")  # fmt: skip

@@ -35,8 +35,8 @@ from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.kinesis_source import kinesis_stream
 from stream_processor.live_figures import LiveFigures
 from stream_processor.progress import BatchProgress, batch_progress
-from stream_processor.session import build_session
 from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
+from stream_processor.spark_setup import build_session
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ import io
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -18,12 +17,10 @@ import pyarrow.compute as pc
 
 from clickstream_common.lake import (
     RAW_PREFIX,
-    BatchName,
     CommitMarker,
-    SourceOffsets,
     error_object_key,
 )
-from clickstream_common.lake_writer import partitions_of, write_dataset_batch
+from clickstream_common.lake_writer import DatasetWriter, partitions_of
 from clickstream_common.tables import TableSpec
 
 log = logging.getLogger(__name__)
@@ -96,12 +93,9 @@ def raw_object_key(date: str, hour: str, batch_id: int) -> str:
     return f"{RAW_PREFIX}/date={date}/hour={hour}/batch_id={batch_id}/part-00000.json.gz"
 
 
-class LakeWriter:
-    """Writes the lake's objects from the driver, each batch's commit marker last."""
-
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self.s3 = s3
-        self.bucket = bucket
+class LakeWriter(DatasetWriter):
+    """Writes the lake's objects from the driver, each batch's commit marker last: the shared
+    data-set writer (`write_table`), plus the raw zone and the errors area of the stream."""
 
     def write_raw(self, records: pa.Table, batch_id: int) -> list[str]:
         """Every record's original bytes, one gzip JSON-lines object per Kafka hour."""
@@ -111,37 +105,6 @@ class LakeWriter:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=raw_lines(part["value"]))
             keys.append(key)
         return keys
-
-    def write_table(
-        self,
-        dataset: str,
-        table: pa.Table,
-        batch_id: int | BatchName,
-        time_column: str,
-        max_received_at: datetime | None = None,
-        *,
-        watermark: datetime | None = None,
-        source_offsets: SourceOffsets | None = None,
-        keep_empty: bool = False,
-    ) -> CommitMarker | None:
-        """Parquet objects per date/hour of `time_column`, then the commit marker last.
-
-        `batch_id` is a stream batch's id, or the name of a correction (clickstream_common.lake);
-        `watermark` and `source_offsets` are what Spark recorded for the batch (progress.py);
-        `keep_empty` commits a marker without objects for a batch without rows.
-        """
-        return write_dataset_batch(
-            self.s3,
-            self.bucket,
-            dataset,
-            table,
-            batch_id,
-            time_column,
-            max_received_at,
-            watermark=watermark,
-            source_offsets=source_offsets,
-            keep_empty=keep_empty,
-        )
 
     def write_errors(self, errors: pa.Table, batch_id: int) -> list[str]:
         """Rejected records under errors/, by the hour Kafka received them."""
