@@ -32,21 +32,18 @@ def test_the_largest_enrichment_fits_the_budget() -> None:
     )
     text = WIDE * SHORT_TEXT_MAX_LENGTH
     at = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    # Every field the collector adds, each at its widest.
+    times = dict.fromkeys(("received_at", "sent_at", "event_time", "original_event_time"), at)
+    texts = dict.fromkeys(("source", "client_ip", "referrer_host"), text)
+    agent = dict.fromkeys(set(UserAgentInfo.model_fields) - {"is_bot"}, text)
     enriched = EnrichedEvent(
         **event.model_dump(),
-        source=text,
-        received_at=at,
-        sent_at=at,
-        event_time=at,
+        **times,
+        **texts,
         future_dated=True,
-        original_event_time=at,
         event_time_adjusted="ahead",
-        client_ip=text,
         campaign=Campaign(**dict.fromkeys(Campaign.model_fields, text)),
-        user_agent_info=UserAgentInfo(
-            **dict.fromkeys(set(UserAgentInfo.model_fields) - {"is_bot"}, text), is_bot=True
-        ),
-        referrer_host=text,
+        user_agent_info=UserAgentInfo(**agent, is_bot=True),
     )
     added = len(enriched.model_dump_json().encode()) - len(event.model_dump_json().encode())
     # Plus a user agent the collector may fill in (1,024 characters of 4 bytes).
