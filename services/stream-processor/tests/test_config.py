@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from clickstream_common.bus import max_record_bytes
 from stream_processor.config import RESULT_BYTES_PER_RECORD_BYTE, Settings, size_bytes
-from stream_processor.session import spark_conf
+from stream_processor.spark_setup import spark_conf
 
 MIB = 2**20
 
