@@ -53,7 +53,8 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("subscribe", settings.kafka_events_topic)
         .option("startingOffsets", settings.processor_starting_offsets)
-        .option("maxOffsetsPerTrigger", settings.processor_max_offsets_per_trigger)
+        # Bounds the records; with the largest record size, the bytes (Settings).
+        .option("maxOffsetsPerTrigger", settings.records_per_trigger)
         .option("failOnDataLoss", "true")
         .options(**spark_kafka_options(settings))
         .load()
@@ -69,8 +70,9 @@ def source_stream(spark: SparkSession, settings: Settings) -> DataFrame:
             spark,
             settings,
             settings.processor_starting_offsets,
-            settings.processor_max_offsets_per_trigger,
+            settings.records_per_trigger,
             (keys, secret.get_secret_value()) if keys and secret else None,
+            max_bytes_per_trigger=settings.max_batch_bytes,
         )
     return kafka_stream(spark, settings)
 
