@@ -18,7 +18,8 @@ PYTEST_ARGS ?=
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN = $(UV) run --frozen --all-packages
 
-.PHONY: help bootstrap sync up demo down status dag lint typecheck test test-unit evaluate-anomalies
+.PHONY: help bootstrap sync up demo down status dag lint typecheck test test-unit evaluate-anomalies \
+	duplicates-check
 
 help:
 	@echo "make demo    - install, start everything, simulate shoppers, show live figures (Ctrl-C stops)"
@@ -68,6 +69,11 @@ lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) python -m clickstream_common.config_docs --check
+
+# Every pair the `duplicates` tool lists is explained in docs/design-decisions.md (a tool of
+# the development machines, so not part of lint: CI is not known to have it).
+duplicates-check:
+	$(RUN) python tests/duplicates_explained.py
 
 typecheck:
 	$(RUN) mypy libs/*/src services/*/src tools/*/src local/src orchestration/src

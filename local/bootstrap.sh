@@ -32,27 +32,19 @@ exec 9>"$STATE/.bootstrap.lock"
 flock 9
 
 # --- Debian packages -------------------------------------------------------------------------
-pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+# shellcheck source=apt.sh
+source "$LOCAL_DIR/apt.sh"
 
 apt_missing=()
-pkg_installed "postgresql-$POSTGRES_MAJOR" || apt_missing+=("postgresql")
-pkg_installed prometheus || apt_missing+=("prometheus")
+installed "postgresql-$POSTGRES_MAJOR" || apt_missing+=("postgresql")
+installed prometheus || apt_missing+=("prometheus")
 command -v java >/dev/null || apt_missing+=("openjdk-17-jre-headless")
 command -v mvn >/dev/null || apt_missing+=("maven")
 
 if ((${#apt_missing[@]})); then
     step "apt: installing ${apt_missing[*]}"
-    # Package scripts would start system-wide postgres/prometheus services; we run our own
-    # instances under the state dir, so refuse service starts while installing.
-    policy_added=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        policy_added=1
-    fi
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
-    if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+    # Their scripts would start system-wide postgres/prometheus services (refused).
+    apt_install "${apt_missing[@]}"
 else
     step "apt: postgresql-$POSTGRES_MAJOR, prometheus, java, maven present"
 fi

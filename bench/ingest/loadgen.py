@@ -123,6 +123,25 @@ async def open_loop(
     }
 
 
+def run_load(port: int, requests: list[bytes], args: argparse.Namespace) -> dict[str, object]:
+    """The load the command line asks for, on 127.0.0.1: an open loop at `--rate` when it is
+    set, else a closed loop of `--connections`; `--warmup` seconds not counted, then
+    `--duration` seconds measured."""
+    if args.rate:
+        run = open_loop(
+            "127.0.0.1",
+            port,
+            requests,
+            args.rate,
+            args.connections,
+            args.warmup,
+            args.duration,
+        )
+    else:
+        run = closed_loop("127.0.0.1", port, requests, args.connections, args.warmup, args.duration)
+    return uvloop.run(run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -137,21 +156,7 @@ def main() -> None:
     bodies = [body.encode() for body in json.loads(args.bodies.read_text())]
     headers = f"Authorization: Bearer {args.write_key}\r\n" if args.write_key else ""
     requests = build_requests("127.0.0.1", args.port, "/v1/events", headers, bodies)
-    if args.rate:
-        run = open_loop(
-            "127.0.0.1",
-            args.port,
-            requests,
-            args.rate,
-            args.connections,
-            args.warmup,
-            args.duration,
-        )
-    else:
-        run = closed_loop(
-            "127.0.0.1", args.port, requests, args.connections, args.warmup, args.duration
-        )
-    result = uvloop.run(run)
+    result = run_load(args.port, requests, args)
     args.out.write_text(json.dumps(result))
 
 

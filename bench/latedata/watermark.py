@@ -20,7 +20,6 @@ are evicted, sessions close a gap after their last event); the figures are the m
 next five batches. State size is RocksDB's SST files (`rocksdbSstFileSize`); the heap is the
 driver JVM's used heap after a full GC while the queries run (`local[2]`: the executors run
 in it).
-The heap is the driver JVM's used heap after a full GC (`local[2]`: the executors run in it).
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from pyspark.sql import functions as F
 
 from stream_processor import transforms
 from stream_processor.config import Settings
-from stream_processor.session import build_session
+from stream_processor.spark_setup import build_session
 
 EVENT_TYPES = ("page_view", "page_view", "page_view", "product_view", "product_view", "search",
                "add_to_cart", "purchase")  # fmt: skip
@@ -216,7 +215,11 @@ def main() -> None:
     settings = Settings()
     spark = build_session(settings, overrides={"spark.ui.enabled": "false"})
     spark.sparkContext.setLogLevel("ERROR")
-    results = [run_delay(spark, delay, args.gap, args) for delay in delays]
+    results = []
+    for delay in delays:
+        results.append(run_delay(spark, delay, args.gap, args))
+        # Each delay's row as soon as it is measured: a run cut short keeps what it took.
+        print(f"  {row(results[-1])}", flush=True)
     spark.stop()
 
     print()
@@ -228,11 +231,15 @@ def main() -> None:
           "sessions state MB | driver heap MB | batch s |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(
-            f"| {r.delay} | {r.windows_rows:,.0f} | {r.windows_bytes / 1e6:.1f} | "
-            f"{r.sessions_rows:,.0f} | {r.sessions_bytes / 1e6:.1f} | {r.heap / 1e6:.0f} | "
-            f"{r.batch_seconds:.2f} |"
-        )
+        print(row(r))
+
+
+def row(r: Figures) -> str:
+    return (
+        f"| {r.delay} | {r.windows_rows:,.0f} | {r.windows_bytes / 1e6:.1f} | "
+        f"{r.sessions_rows:,.0f} | {r.sessions_bytes / 1e6:.1f} | {r.heap / 1e6:.0f} | "
+        f"{r.batch_seconds:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ BARE = """
 import sys, time, json
 from stream_processor.config import Settings
 from stream_processor.job import kafka_stream
-from stream_processor.session import build_session
+from stream_processor.spark_setup import build_session
 settings = Settings()
 spark = build_session(settings)
 total, target = 0, int(sys.argv[1])

@@ -49,7 +49,7 @@ def main() -> None:
 
         from stream_processor import transforms
         from stream_processor.config import Settings
-        from stream_processor.session import build_session
+        from stream_processor.spark_setup import build_session
 
         settings = Settings()
         overrides = dict(item.partition("=")[::2] for item in args.conf)

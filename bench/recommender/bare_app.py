@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import orjson
-import uvicorn
 from fastapi import FastAPI, Response
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from serving import serve
 
 app = FastAPI()
 BODY = orjson.dumps(
@@ -25,12 +29,4 @@ async def anything(rest: str) -> Response:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(os.environ["BARE_PORT"]),
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    serve(app, int(os.environ["BARE_PORT"]))

@@ -8,10 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-import uvloop
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
-from loadgen import open_loop
+from loadgen import run_load
 
 
 def main() -> None:
@@ -32,17 +30,7 @@ def main() -> None:
         ).encode()
         for path in json.loads(args.paths.read_text())
     ]
-    result = uvloop.run(
-        open_loop(
-            "127.0.0.1",
-            args.port,
-            requests,
-            args.rate,
-            args.connections,
-            args.warmup,
-            args.duration,
-        )
-    )
+    result = run_load(args.port, requests, args)  # --rate is required: the open loop
     result["statuses"] = {str(k): v for k, v in result["statuses"].items()}  # type: ignore[union-attr]
     args.out.write_text(json.dumps(result))
 

@@ -16,7 +16,8 @@ AIRFLOW_DIR="${CLICKSTREAM_AIRFLOW_DIR:-$STATE/airflow}"
 RUNTIME="$REPO/orchestration/runtime"
 
 say() { printf '[bootstrap airflow] %s\n' "$*"; }
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+# shellcheck source=../apt.sh
+source "$REPO/local/apt.sh"
 
 # --- pushgateway --------------------------------------------------------------------------------
 if installed prometheus-pushgateway; then
@@ -24,17 +25,7 @@ if installed prometheus-pushgateway; then
 else
     say "prometheus-pushgateway: installing (Debian package)"
     # The package would start a system-wide service; the local stack runs its own instance.
-    policy_added=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        policy_added=1
-    fi
-    if ! apt-get install -y -qq --no-install-recommends prometheus-pushgateway >/dev/null 2>&1; then
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends prometheus-pushgateway >/dev/null
-    fi
-    if ((policy_added)); then rm -f /usr/sbin/policy-rc.d; fi
+    apt_install prometheus-pushgateway
 fi
 
 # --- Airflow's environment ------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+# shellcheck source=../apt.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/apt.sh"
 
 missing=()
 installed prometheus-alertmanager || missing+=(prometheus-alertmanager)
@@ -16,18 +17,8 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 echo "[bootstrap alerting] installing ${missing[*]} (Debian packages)"
-# Their postinst scripts would start system-wide services; refuse that like a container does.
-policy_added=0
-if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
-  policy_added=1
-fi
-trap '((policy_added)) && rm -f /usr/sbin/policy-rc.d' EXIT
-if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Their postinst scripts would start system-wide services; refused like a container does.
+apt_install "${missing[@]}"
 [[ -x /usr/bin/prometheus-alertmanager ]] || { echo "alertmanager binary missing" >&2; exit 1; }
 [[ -x /usr/bin/redis-server ]] || { echo "redis-server binary missing" >&2; exit 1; }
 /usr/bin/prometheus-alertmanager --version 2>&1 | head -1

@@ -5,15 +5,13 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+# shellcheck source=../apt.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/apt.sh"
 
 if installed chromium; then
   echo "[bootstrap ingest-api] chromium: present ($(dpkg-query -W -f='${Version}' chromium))"
   exit 0
 fi
 echo "[bootstrap ingest-api] chromium: installing (Debian package)"
-if ! apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; then
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
+apt_install chromium
 chromium --version

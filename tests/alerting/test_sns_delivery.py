@@ -23,6 +23,7 @@ import pytest
 
 from clickstream_local.components import child_env
 from clickstream_local.config import free_ports, repo_root
+from clickstream_local.demo import simulator_command
 from clickstream_local.supervisor import terminate, wait_until
 
 pytestmark = pytest.mark.platform
@@ -111,21 +112,9 @@ def test_alerts_reach_sns(stack_factory: Any, sns: dict[str, Any]) -> None:
     stack, info = running.stack, running.info
     # Steady traffic; 2.5 minutes in, the tracking of page views breaks for 3 minutes.
     simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clickstream_simulator",
-            "--url",
-            info.ingest_url,
-            "--write-key",
-            info.write_key,
-            "--rate",
-            "40",
-            "--duration",
-            "900",
-            "--incident",
-            "tracking_break@2.5+3:page_view",
-        ],
+        simulator_command(
+            info.ingest_url, info.write_key, 40, 900, "--incident", "tracking_break@2.5+3:page_view"
+        ),
         env=child_env(),
         cwd=repo_root(),
         stdout=subprocess.DEVNULL,

@@ -118,6 +118,37 @@ def test_read_limit_is_shared_by_the_shards(kinesis_env: str) -> None:
     assert sorted(seen) == sorted(v for _, v in _records(200))
 
 
+def test_bytes_bound_is_shared_by_the_shards(kinesis_env: str) -> None:
+    """PROCESSOR_MAX_BATCH_BYTES: a batch reads at most its share of bytes per shard (at least
+    one record), also when the cut falls inside one GetRecords answer."""
+    stream = new_stream(kinesis_env, shards=2)
+    bound = 40 * 1024
+    reader = KinesisStreamReader(
+        _options(kinesis_env, stream, maxRecordsPerTrigger="1000", maxBytesPerTrigger=str(bound))
+    )
+    records = [(f"user-{i % 7}", f"{i:05d}".encode() * 1000) for i in range(60)]  # 5 KB each
+    _put(kinesis_env, stream, records)
+    seen: list[bytes] = []
+    offset = reader.initialOffset()
+    batches = 0
+    for _ in range(60):
+        end = reader.latestOffset(offset, ReadMaxRows(1000))
+        if end == offset:
+            break
+        batch = _read_batch(reader, offset, end)
+        # Each shard stops at its share (20 KB): 4 records of 5 KB.
+        assert 0 < sum(len(r[5]) for r in batch) <= bound
+        seen += [r[5] for r in batch]
+        offset = end
+        batches += 1
+    assert sorted(seen) == sorted(v for _, v in records)
+    assert batches >= 300_000 // bound  # the bound, not the record cap, cut the batches
+    # A record larger than a shard's share still moves the batch on, alone.
+    big = KinesisStreamReader(_options(kinesis_env, stream, maxBytesPerTrigger="100"))
+    first = big.latestOffset(big.initialOffset(), ReadAllAvailable())
+    assert sum(s["n"] for s in first["shards"].values()) == 2
+
+
 def test_a_split_shard_is_read_to_its_end_before_its_children(kinesis_env: str) -> None:
     stream = new_stream(kinesis_env, shards=1)
     kinesis = kinesis_client(kinesis_env)

@@ -27,7 +27,7 @@ import trino
 from anomaly_detector.output import lake_table
 from clickstream_common.catalog import view_name
 from clickstream_common.lake import parse_commit_marker_key
-from clickstream_common.lake_writer import write_dataset_batch
+from clickstream_common.lake_writer import DatasetWriter
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import ANOMALIES, TABLES, TableSpec, qualified, quote_identifier
 from clickstream_local.aws_parts import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, TRINO_CATALOG
@@ -198,9 +198,7 @@ def loaded_lake(lake_stack: RunningStack) -> LoadedLake:
         for i in range(2)
     ]
     batch_id = int(start.timestamp()) + 60
-    write_dataset_batch(
-        _s3(info),
-        info.s3_bucket,
+    DatasetWriter(_s3(info), info.s3_bucket).write_table(
         ANOMALIES.name,
         lake_table(anomalies, batch_id),
         batch_id,

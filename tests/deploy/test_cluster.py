@@ -495,7 +495,7 @@ DRIVER_SCRIPT = """
 import sys
 import threading
 from stream_processor.config import Settings
-from stream_processor.session import build_session
+from stream_processor.spark_setup import build_session
 spark = build_session(Settings())
 print("session started", spark.sparkContext.applicationId, flush=True)
 sys.stdin.readline()
@@ -508,7 +508,7 @@ print("session stopped", flush=True)
 def test_spark_driver_creates_its_executors_through_rbac_and_the_policy(
     cluster: ControlPlane, default_release: str, tmp_path: Path
 ) -> None:
-    """The job's own session code (stream_processor.session.build_session) with the chart's
+    """The job's own Spark setup (stream_processor.spark_setup.build_session) with the chart's
     driver settings and the driver ServiceAccount's token: Spark's Kubernetes backend asks
     this API server for executor pods from the chart's template, through the Role and the
     ValidatingAdmissionPolicy, and removes them when the session stops."""

@@ -87,18 +87,39 @@ def shop_site(collector: Collector, tmp_path: Path) -> Iterator[str]:
         server.server_close()
 
 
+def wait_for_tracker(page: Any, what: str) -> None:
+    wait_for(
+        lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
+        timeout=30,
+        interval=0.2,
+        what=what,
+    )
+
+
+def wait_for_events(
+    collector: Collector, anonymous_id: str, count: int, what: str, timeout: float
+) -> list[dict[str, Any]]:
+    """The visitor's events in Kafka once there are at least `count` of them."""
+    found: list[dict[str, Any]] = wait_for(
+        lambda: (
+            (events := events_with(collector, anonymous_id=anonymous_id))
+            and len(events) >= count
+            and events
+        ),
+        timeout=timeout,
+        interval=0.5,
+        what=what,
+    )
+    return found
+
+
 def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
     collector: Collector, shop_site: str
 ) -> None:
     url = f"{shop_site}/shoes.html?utm_source=browser-test"
     with chromium() as browser, fresh_page(browser) as page:
         page.goto(url)
-        wait_for(
-            lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
-            timeout=30,
-            interval=0.2,
-            what="tracker.js to load",
-        )
+        wait_for_tracker(page, "tracker.js to load")
         anonymous_id = page.evaluate("clickstream.anonymousId()")
         session_id = page.evaluate("clickstream.sessionId()")
         page.click("#buy")
@@ -114,39 +135,18 @@ def test_page_view_and_click_arrive_once_each_sent_on_page_hide(
 
         # Leaving the page hides it: the tracker hands its queue to sendBeacon.
         page.goto("about:blank")
-        arrived = wait_for(
-            lambda: (
-                (found := events_with(collector, anonymous_id=anonymous_id))
-                and len(found) >= 2
-                and found
-            ),
-            timeout=30,
-            interval=0.5,
-            what="the page view and the click in Kafka",
+        arrived = wait_for_events(
+            collector, anonymous_id, 2, "the page view and the click in Kafka", timeout=30
         )
 
         # A second visit (same origin, same storage) is a barrier: anything the first page
         # might still send twice would be sent before this page's own beacon.
         page.goto(url)
-        wait_for(
-            lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
-            timeout=30,
-            interval=0.2,
-            what="tracker.js to load again",
-        )
+        wait_for_tracker(page, "tracker.js to load again")
         assert page.evaluate("clickstream.anonymousId()") == anonymous_id
         assert page.evaluate("clickstream.sessionId()") == session_id  # within 30 minutes
         page.goto("about:blank")
-        everything = wait_for(
-            lambda: (
-                (found := events_with(collector, anonymous_id=anonymous_id))
-                and len(found) >= 3
-                and found
-            ),
-            timeout=30,
-            interval=0.5,
-            what="the second page view",
-        )
+        everything = wait_for_events(collector, anonymous_id, 3, "the second page view", timeout=30)
         # A page of the same origin without the tracker reads the instrumentation's counts.
         page.goto(f"{shop_site}/probe.html")
         wait_for(
@@ -185,25 +185,13 @@ def test_refused_batches_are_retried_with_backoff_and_stored_once(
     clicks = 9
     with chromium() as browser, fresh_page(browser) as page:
         page.goto(f"{shop_site}/busy.html")
-        wait_for(
-            lambda: page.evaluate("!!(window.clickstream && window.clickstream.loaded)"),
-            timeout=30,
-            interval=0.2,
-            what="tracker.js to load",
-        )
+        wait_for_tracker(page, "tracker.js to load")
         anonymous_id = page.evaluate("clickstream.anonymousId()")
         for _ in range(clicks):
             page.click("#buy")
         # 10 events at 2 events/s with a burst of 4: some batches get 429 and come back later.
-        everything = wait_for(
-            lambda: (
-                (found := events_with(collector, anonymous_id=anonymous_id))
-                and len(found) >= clicks + 1
-                and found
-            ),
-            timeout=90,
-            interval=0.5,
-            what="every event despite the rate limit",
+        everything = wait_for_events(
+            collector, anonymous_id, clicks + 1, "every event despite the rate limit", timeout=90
         )
         wait_for(
             lambda: page.evaluate(

@@ -221,25 +221,20 @@ def group_lag(bootstrap: str, group: str, topic: str = S3_EVENTS_TOPIC) -> int:
     return asyncio.run(tests_group_lag(bootstrap, group, topic, len(partitions_of(topic))))
 
 
-def copy_in_progress(lake: Lake) -> bool:
-    """The loader's backend is inside a COPY in the lake's database right now."""
+def loader_backends(lake: Lake, only: str = "") -> int:
+    """The loader's connections to the lake's database; `only`, a condition more on them."""
     with lake.connect() as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warehouse-loader' "
-            "AND datname = %s AND state = 'active' AND query LIKE 'COPY%%'",
-            (lake.database,),
-        ).fetchone()
-    return bool(row and row[0])
-
-
-def loader_backends(lake: Lake) -> int:
-    with lake.connect() as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warehouse-loader' "
-            "AND datname = %s",
+            f"AND datname = %s {only}",
             (lake.database,),
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def copy_in_progress(lake: Lake) -> bool:
+    """The loader's backend is inside a COPY in the lake's database right now."""
+    return loader_backends(lake, "AND state = 'active' AND query LIKE 'COPY%%'") > 0
 
 
 def wait_until_equal(get: Any, expected: Any, timeout: float, what: str) -> None:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import pyarrow as pa
@@ -36,6 +36,9 @@ from clickstream_common.lake import (
 from clickstream_common.schema import LogicalType
 from clickstream_common.tables import TABLES, MergeMode, TableSpec
 from clickstream_simulator.generator import ClickstreamGenerator
+
+if TYPE_CHECKING:
+    from tests.loader.harness import Lake
 
 # Values that break naive CSV or text handling; some events carry them.
 AWKWARD_QUERIES = ('say "hi", then\nleave', "", "café ☕ 😀", "back\\slash\ttab", "NULL")
@@ -366,6 +369,12 @@ def warehouse_tables(conn: Any) -> dict[str, dict[tuple[Any, ...], tuple[Any, ..
             table[key_of(spec, {k: _utc(v) for k, v in row.items()})] = normalized(spec, row)
         result[name] = table
     return result
+
+
+def snapshot(lake: Lake) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """Every warehouse table as `warehouse_tables` reads it, over a new connection."""
+    with lake.connect() as conn:
+        return warehouse_tables(conn)
 
 
 def _utc(v: Any) -> Any:

@@ -25,14 +25,14 @@ from tests.loader.harness import (
     publish,
     wait_until_equal,
 )
-from tests.loader.lakedata import build_batches, expected_tables, warehouse_tables, write_all
+from tests.loader.lakedata import (
+    build_batches,
+    expected_tables,
+    snapshot,
+    write_all,
+)
 
 pytestmark = pytest.mark.platform
-
-
-def snapshot(lake: Lake) -> dict[str, object]:
-    with lake.connect() as conn:
-        return warehouse_tables(conn)
 
 
 def test_every_data_set_lands_exactly_and_replays_change_nothing(

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import boto3
 import httpx
@@ -30,18 +29,13 @@ from tests.loader.lakedata import (
     build_batches,
     expected_tables,
     put_marker,
+    snapshot,
     to_table,
-    warehouse_tables,
     write_all,
     write_batch,
 )
 
 pytestmark = pytest.mark.platform
-
-
-def snapshot(lake: Lake) -> dict[str, Any]:
-    with lake.connect() as conn:
-        return warehouse_tables(conn)
 
 
 def _poison_marker(lake: Lake, dataset: str, batch_id: int, body: bytes) -> str:

@@ -10,7 +10,6 @@ import random
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -23,17 +22,12 @@ from tests.loader.lakedata import (
     LakeBatch,
     build_batches,
     expected_tables,
-    warehouse_tables,
+    snapshot,
     write_all,
     write_objects,
 )
 
 pytestmark = pytest.mark.platform
-
-
-def snapshot(lake: Lake) -> dict[str, Any]:
-    with lake.connect() as conn:
-        return warehouse_tables(conn)
 
 
 def huge_path(seed: int) -> str:

@@ -107,6 +107,30 @@ def check_windows_and_sessions(
     return None
 
 
+def close_and_wait_exact(
+    stack: RunningStack,
+    sender: Sender,
+    lake: Lake,
+    counted: list[dict[str, Any]],
+    t0: datetime,
+    timeout: float,
+    what: str,
+) -> list[dict[str, Any]]:
+    """Once the stateful queries have read everything sent, send events that close every
+    earlier window and session, and wait until the lake holds exactly `counted`'s windows and
+    sessions (the closing users' sessions stay open). Returns the closing events."""
+    drained(stack, len(sender.sent.records))
+    closing = closing_events("close", t0 + timedelta(minutes=30))
+    sender.send(closing)
+    wait_for(
+        lambda: check_windows_and_sessions(lake, counted + closing, counted) is None or None,
+        timeout=timeout,
+        interval=5,
+        what=what,
+    )
+    return closing
+
+
 def test_messy_stream_gives_exact_data_sets(stack_factory: StackFactory) -> None:
     stack = processor_stack(stack_factory)
     lake = Lake(stack.info)
@@ -156,17 +180,9 @@ def test_messy_stream_gives_exact_data_sets(stack_factory: StackFactory) -> None
         ]
     )
     sender.send([{**e, "received_at": datetime.now(UTC).isoformat()} for e in duplicates[60:]])
-    drained(stack, len(sender.sent.records))
-    closing = closing_events("close", t0 + timedelta(minutes=30))
-    sender.send(closing)
-
     normalised = [{**e, "event_type": e["event_type"].lower()} for e in shoppers]
-    # Sessions close once the watermark passes them; the closing users' stay open.
-    wait_for(
-        lambda: check_windows_and_sessions(lake, normalised + closing, normalised) is None or None,
-        timeout=420,
-        interval=5,
-        what="exact window and session data sets",
+    closing = close_and_wait_exact(
+        stack, sender, lake, normalised, t0, 420, "exact window and session data sets"
     )
 
     # Now events far behind the watermark: into the events data set, not into any aggregate.
@@ -253,16 +269,9 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(stack_factory: StackFactor
     sender.send(shoppers[4000:])
     processor.launch()
     processor.wait_ready()
-    drained(stack, len(sender.sent.records))
-    closing = closing_events("close", t0 + timedelta(minutes=30))
-    sender.send(closing)
-
     counted = [{**e, "event_type": e["event_type"].lower()} for e in shoppers]
-    wait_for(
-        lambda: check_windows_and_sessions(lake, counted + closing, counted) is None or None,
-        timeout=480,
-        interval=5,
-        what="exact data sets after the restart",
+    closing = close_and_wait_exact(
+        stack, sender, lake, counted, t0, 480, "exact data sets after the restart"
     )
     ids = {e["event_id"] for e in shoppers + closing}
     wait_for(

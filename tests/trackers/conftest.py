@@ -15,6 +15,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,11 @@ SERVER_KEY = "sdk-server"  # a trusted server source: context.ip is the user's a
 MOBILE_KEY = "sdk-mobile"
 SNOWPLOW_KEY = "sdk-snowplow"
 CRM_KEY = "sdk-crm"
+# The event types of the shop journey both browser pages send (identify, page, a product
+# viewed, added and bought), before each page's one custom event.
+SHOP_JOURNEY_TYPES = Counter(
+    {"identify": 1, "page_view": 1, "product_view": 1, "add_to_cart": 1, "purchase": 1}
+)
 KEYS: dict[str, Any] = {
     DEV_WRITE_KEY: "web",
     BROWSER_KEY: "browser",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.trackers.conftest import BROWSER_KEY, Site, TrackerStack
+from tests.trackers.conftest import BROWSER_KEY, SHOP_JOURNEY_TYPES, Site, TrackerStack
 
 pytestmark = pytest.mark.platform
 
@@ -37,16 +37,7 @@ PAGE = """<!doctype html>
 </script></head><body><h1>Shoes</h1></body></html>
 """
 
-EXPECTED_TYPES = Counter(
-    {
-        "identify": 1,
-        "page_view": 1,
-        "product_view": 1,
-        "add_to_cart": 1,
-        "purchase": 1,
-        "newsletter_signed_up": 1,
-    }
-)
+EXPECTED_TYPES = SHOP_JOURNEY_TYPES + Counter({"newsletter_signed_up": 1})
 
 
 def run_shop(page: Any, site: Site, stack: TrackerStack, options: dict[str, Any]) -> Any:

@@ -20,6 +20,27 @@ COLUMNS = ("page_view", "product_view", "search", "add_to_cart", "checkout", "pu
 OPEN_WINDOW_SECONDS = 120
 
 
+def simulator_command(
+    ingest_url: str, write_key: str, rate: float, duration: float, *options: str
+) -> list[str]:
+    """The simulator's command line: shoppers sent to `ingest_url` at `rate` events/s for
+    `duration` seconds (0: until stopped); `options` are more of its flags (`--incident`)."""
+    return [
+        sys.executable,
+        "-m",
+        "clickstream_simulator",
+        "--url",
+        ingest_url,
+        "--write-key",
+        write_key,
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        *options,
+    ]
+
+
 def _prometheus_total(info: ConnectionInfo, query: str) -> float | None:
     try:
         answer = httpx.get(
@@ -110,19 +131,7 @@ def run(stack: Stack, rate: float, duration: float) -> int:
     print(f"sending simulated shoppers at {rate:.0f} events/s ...\n", flush=True)
     stack.supervisor.start(
         SIMULATOR,
-        [
-            sys.executable,
-            "-m",
-            "clickstream_simulator",
-            "--url",
-            info.ingest_url,
-            "--write-key",
-            info.write_key,
-            "--rate",
-            str(rate),
-            "--duration",
-            "0",
-        ],
+        simulator_command(info.ingest_url, info.write_key, rate, duration=0),
         env=child_env({"PYTHONUNBUFFERED": "1"}),
         cwd=repo_root(),
     )

@@ -43,13 +43,12 @@ from clickstream_common.lake import (
     stream_batch_of_object,
 )
 from clickstream_common.schema import DEFAULT_CLOCK_POLICY, ClockPolicy
-from clickstream_common.tables import EVENTS, SESSIONS, TABLES
+from clickstream_common.tables import ACTIVE_USERS_SPAN, EVENTS, SESSIONS, TABLES
 from orchestration.lakefiles import RAW, read_hour
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ACTIVE_SPAN = timedelta(minutes=5)
 PUBLISH_MARGIN = timedelta(minutes=1)
 DATASETS = tuple(TABLES)
 
@@ -89,7 +88,7 @@ def plan(
     if unknown or not datasets:
         raise ValueError(f"unknown data sets {sorted(unknown)}; known: {', '.join(TABLES)}")
     read_from = start
-    read_to = end + ACTIVE_SPAN  # the 5-minute windows that start in the range
+    read_to = end + ACTIVE_USERS_SPAN  # the 5-minute windows that start in the range
     if SESSIONS.name in datasets:
         read_from = start - session_gap
         read_to = max(read_to, end + timedelta(hours=settings.backfill_max_session_hours))

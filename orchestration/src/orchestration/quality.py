@@ -48,6 +48,7 @@ from clickstream_common.lake import (
     parse_commit_marker_key,
 )
 from clickstream_common.tables import (
+    ACTIVE_USERS_SPAN,
     EVENTS,
     IDENTITIES,
     SESSIONS,
@@ -62,9 +63,6 @@ from orchestration.lakefiles import ERRORS, ZONES, LakeObject, batch_label, mark
 from orchestration.settings import Settings
 from orchestration.state import load_json, save_json
 
-# 1-minute windows starting in the hour hold its events; the 5-minute ones starting in it also
-# hold the first four minutes of the next hour.
-ACTIVE_SPAN = timedelta(minutes=5)
 DQ_RESULTS = f"{WAREHOUSE_SCHEMA}.dq_results"
 LEDGER_STATE = "dq-ledger"
 EXAMPLES = 5  # mismatching keys named in a result's detail
@@ -422,7 +420,7 @@ def check_aggregates(
 
     start, end = hour_range(hour)
     horizon = correction_horizon(s3, bucket)
-    events = warehouse_events(conn, start, end + ACTIVE_SPAN)
+    events = warehouse_events(conn, start, end + ACTIVE_USERS_SPAN)
     if horizon.events_batch is not None:
         # The correction pass computed from events up to this batch; later ones arrived
         # after it and are the next pass's (a window closed before them never counts them).
@@ -464,7 +462,7 @@ def check_aggregates(
 
 def final_window(spec: TableSpec, window_start: datetime, horizon: Horizon) -> bool:
     """A window the stream has closed and no late event waits to correct."""
-    length = ACTIVE_SPAN if spec.name == "active_users_5m" else timedelta(minutes=1)
+    length = ACTIVE_USERS_SPAN if spec.name == "active_users_5m" else timedelta(minutes=1)
     if horizon.windows is not None and window_start + length > horizon.windows:
         return False
     minutes = {window_start + k * timedelta(minutes=1) for k in range(int(length.seconds // 60))}

@@ -49,7 +49,7 @@ def spark_session(app: str) -> Iterator[tuple[Any, Any]]:
     import logging as _logging
 
     from stream_processor.config import Settings as ProcessorSettings
-    from stream_processor.session import build_session
+    from stream_processor.spark_setup import build_session
 
     processor = ProcessorSettings()
     _logging.getLogger("py4j").setLevel(_logging.WARNING)

@@ -3,8 +3,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pyarrow.compute as pc
 import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+
+from clickstream_common.tables import EVENTS, TableSpec
+from stream_processor import transforms
+from stream_processor.sinks import table_for
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +70,33 @@ def kafka_frame(spark: SparkSession) -> Callable[[list[bytes]], DataFrame]:
         return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
     return make
+
+
+@pytest.fixture
+def lake_split() -> Callable[[DataFrame], tuple[DataFrame, DataFrame]]:
+    """`lake_split(kafka_records) -> (events, errors)`: the job's one lake read
+    (`transforms.lake_batch`) split as `BatchWriters.lake` splits it, on the error reason;
+    events in the events table's columns (without `batch_id`), errors in `ERROR_COLUMNS`."""
+
+    def split(kafka_records: DataFrame) -> tuple[DataFrame, DataFrame]:
+        batch = transforms.lake_batch(kafka_records)
+        rejected = F.col("error_reason").isNotNull()
+        events = batch.where(~rejected).select(*(n for n in EVENTS.column_names if n != "batch_id"))
+        errors = batch.where(rejected).withColumnRenamed("error_reason", "reason")
+        return events, errors.select(*transforms.ERROR_COLUMNS)
+
+    return split
+
+
+@pytest.fixture
+def dataset_rows(spark: SparkSession) -> Callable[[DataFrame, TableSpec, int], DataFrame]:
+    """`dataset_rows(aggregates, table, batch_id)`: one windowed data set's rows as the job
+    writes them: `transforms.window_rows` collected once, split by data set and stamped by
+    `sinks.table_for` (as `BatchWriters.windows` does), back in a DataFrame for comparison."""
+
+    def rows(aggregates: DataFrame, table: TableSpec, batch_id: int) -> DataFrame:
+        combined = transforms.window_rows(aggregates).toArrow()
+        mine = combined.filter(pc.equal(combined["dataset"], table.name))
+        return spark.createDataFrame(table_for(table, mine, batch_id))
+
+    return rows

@@ -38,6 +38,24 @@ def test_first_per_key_keeps_the_first_row_in_table_order() -> None:
     assert first_per_key(unique, "event_id") is unique
 
 
+def test_first_per_key_on_source_and_event_id_keeps_each_sources_event() -> None:
+    # An event_id is unique within its source: two sources may send the same id in one batch.
+    table = pa.table(
+        {
+            "source": ["web", "app", "web", "app"],
+            "event_id": ["a", "a", "a", "b"],
+            "n": [1, 2, 3, 4],
+        }
+    )
+    assert first_per_key(table, ("source", "event_id")).to_pydict() == {
+        "source": ["web", "app", "app"],
+        "event_id": ["a", "a", "b"],
+        "n": [1, 2, 4],
+    }
+    distinct = table.slice(0, 2)
+    assert first_per_key(distinct, ("source", "event_id")) is distinct
+
+
 def test_objects_per_hour_then_the_marker_last() -> None:
     rows = pa.table(
         {

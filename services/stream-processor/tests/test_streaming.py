@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickstream_common.tables import EVENT_COUNTS_MINUTE
+from clickstream_common.tables import EVENT_COUNTS_MINUTE, TableSpec
 from stream_processor import metrics, transforms
 
 pytestmark = pytest.mark.spark
@@ -28,7 +28,10 @@ def kafka_like(spark: SparkSession, folder: Path) -> DataFrame:
 
 
 def test_late_events_duplicates_and_sessions_in_a_stream(
-    spark: SparkSession, tmp_path: Path, event: Callable[..., bytes]
+    spark: SparkSession,
+    tmp_path: Path,
+    event: Callable[..., bytes],
+    dataset_rows: Callable[[DataFrame, TableSpec, int], DataFrame],
 ) -> None:
     source = tmp_path / "in"
     source.mkdir()
@@ -39,7 +42,7 @@ def test_late_events_duplicates_and_sessions_in_a_stream(
     counts: dict[tuple[str, str], tuple[int, int]] = {}
 
     def windows_batch(df: DataFrame, batch_id: int) -> None:
-        for r in transforms.window_dataset(df, EVENT_COUNTS_MINUTE, batch_id).collect():
+        for r in dataset_rows(df, EVENT_COUNTS_MINUTE, batch_id).collect():
             # Update mode: the newest emission of a window is its value.
             counts[(r["window_start"].strftime("%H:%M"), r["event_type"])] = (
                 r["events"],

@@ -18,16 +18,19 @@ from clickstream_common.tables import (
     PAGE_VIEWS_MINUTE,
     PRODUCT_STATS_MINUTE,
     SESSIONS,
+    TableSpec,
 )
 from stream_processor import transforms
 from stream_processor.config import Settings
 from stream_processor.job import POOL_WEIGHTS
-from stream_processor.session import fair_scheduler_pools, spark_conf
+from stream_processor.spark_setup import fair_scheduler_pools, spark_conf
 
 pytestmark = pytest.mark.spark
 
 Event = Callable[..., bytes]
 Frame = Callable[[list[bytes]], DataFrame]
+LakeSplit = Callable[[DataFrame], tuple[DataFrame, DataFrame]]
+DatasetRows = Callable[[DataFrame, TableSpec, int], DataFrame]
 
 
 def t(hh_mm_ss: str) -> datetime:
@@ -39,7 +42,9 @@ def valid_events(frame: DataFrame) -> DataFrame:
     return transforms.aggregate_input(frame)
 
 
-def test_parse_cleans_flattens_and_types_every_column(kafka_frame: Frame, event: Event) -> None:
+def test_parse_cleans_flattens_and_types_every_column(
+    kafka_frame: Frame, event: Event, lake_split: LakeSplit
+) -> None:
     frame = kafka_frame(
         [
             event(
@@ -58,7 +63,7 @@ def test_parse_cleans_flattens_and_types_every_column(kafka_frame: Frame, event:
             )
         ]
     )
-    rows = transforms.events(transforms.clean_events(transforms.parse_records(frame))).collect()
+    rows = lake_split(frame)[0].collect()
     assert len(rows) == 1
     row = rows[0].asDict()
     assert tuple(row) == tuple(n for n in EVENTS.column_names if n != "batch_id")
@@ -77,9 +82,11 @@ def test_parse_cleans_flattens_and_types_every_column(kafka_frame: Frame, event:
     assert row["client_ip"] == "10.1.2.0" and row["future_dated"] is False
 
 
-def test_absent_enrichment_fields_are_nulls(kafka_frame: Frame, event: Event) -> None:
+def test_absent_enrichment_fields_are_nulls(
+    kafka_frame: Frame, event: Event, lake_split: LakeSplit
+) -> None:
     frame = kafka_frame([event("e1", "click", "2026-11-27T12:00:00Z", anonymous_id="a")])
-    row = transforms.events(transforms.clean_events(transforms.parse_records(frame))).first()
+    row = lake_split(frame)[0].first()
     assert row is not None
     for name in ("client_ip", "campaign_source", "user_agent_info_is_bot", "referrer_host"):
         assert row[name] is None
@@ -98,7 +105,7 @@ def test_device_time_is_used_where_no_correction_applies(kafka_frame: Frame, eve
 
 
 def test_malformed_and_invalid_records_become_errors_with_reasons(
-    kafka_frame: Frame, event: Event
+    kafka_frame: Frame, event: Event, lake_split: LakeSplit
 ) -> None:
     at = "2026-11-27T12:00:00Z"
     frame = kafka_frame(
@@ -118,9 +125,9 @@ def test_malformed_and_invalid_records_become_errors_with_reasons(
             event("ok", "click", at, user_id="u"),
         ]
     )
-    cleaned = transforms.clean_events(transforms.parse_records(frame))
+    events, errors = lake_split(frame)
     assertDataFrameEqual(
-        transforms.errors(cleaned).select("kafka_offset", "reason"),
+        errors.select("kafka_offset", "reason"),
         [
             Row(kafka_offset=0, reason="malformed_json"),
             Row(kafka_offset=1, reason="malformed_json"),
@@ -136,11 +143,27 @@ def test_malformed_and_invalid_records_become_errors_with_reasons(
         ],
     )
     # The original bytes travel with the error, untouched.
-    first = transforms.errors(cleaned).where("kafka_offset = 1").first()
+    first = errors.where("kafka_offset = 1").first()
     assert first is not None and bytes(first["value"]) == b"\xff\xfe binary"
-    assert [r["event_id"] for r in transforms.events(cleaned).collect()] == ["ok"]
+    assert [r["event_id"] for r in events.collect()] == ["ok"]
     # The narrow read of the stateful queries accepts exactly the same records.
     assert [r["event_id"] for r in transforms.aggregate_input(frame).collect()] == ["ok"]
+
+
+def test_the_backfill_s_events_are_the_stream_s_valid_half(
+    kafka_frame: Frame, event: Event, lake_split: LakeSplit
+) -> None:
+    frame = kafka_frame(
+        [
+            event("e1", "click", "2026-11-27T12:00:00Z", user_id="u"),
+            b"{",
+            event("e2", "Not Valid!", "2026-11-27T12:00:00Z", user_id="u"),
+            event("e3", "page_view", "2026-11-27T12:00:01Z", anonymous_id="a"),
+        ]
+    )
+    backfill = transforms.events(transforms.clean_events(transforms.parse_records(frame)))
+    assertDataFrameEqual(backfill, lake_split(frame)[0])
+    assert [r["event_id"] for r in backfill.collect()] == ["e1", "e3"]
 
 
 def test_lake_batch_keeps_every_record_once(kafka_frame: Frame, event: Event) -> None:
@@ -150,25 +173,18 @@ def test_lake_batch_keeps_every_record_once(kafka_frame: Frame, event: Event) ->
         (0, None),
         (1, "malformed_json"),
     ]
+    # The raw zone's lines and partitions (test_sinks.py) come from these two columns.
     assert bytes(rows[1]["value"]) == b"{"
+    assert rows[1]["kafka_timestamp"] == t("14:30:00")
 
 
-def test_raw_zone_keeps_original_text_by_kafka_hour(kafka_frame: Frame) -> None:
-    assertDataFrameEqual(
-        transforms.raw_zone(kafka_frame([b'{"any": "thing"}'])),
-        [Row(value='{"any": "thing"}', date="2026-11-27", hour="14")],
-    )
-
-
-def test_duplicates_count_once(kafka_frame: Frame, event: Event) -> None:
+def test_duplicates_count_once(kafka_frame: Frame, event: Event, dataset_rows: DatasetRows) -> None:
     first = event("e1", "page_view", "2026-11-27T12:00:01Z", user_id="u1")
     frame = kafka_frame(
         [first, first, event("e2", "page_view", "2026-11-27T12:00:02Z", user_id="u2")]
     )
     deduplicated = transforms.deduplicate(valid_events(frame), "2 minutes")
-    counts = transforms.window_dataset(
-        transforms.window_aggregates(deduplicated), EVENT_COUNTS_MINUTE, 1
-    )
+    counts = dataset_rows(transforms.window_aggregates(deduplicated), EVENT_COUNTS_MINUTE, 1)
     assertDataFrameEqual(
         counts,
         [
@@ -185,7 +201,7 @@ def test_duplicates_count_once(kafka_frame: Frame, event: Event) -> None:
 
 
 def test_minute_counts_with_exact_unique_users(
-    spark: SparkSession, kafka_frame: Frame, event: Event
+    spark: SparkSession, kafka_frame: Frame, event: Event, dataset_rows: DatasetRows
 ) -> None:
     frame = kafka_frame(
         [
@@ -196,7 +212,7 @@ def test_minute_counts_with_exact_unique_users(
         ]
     )
     aggregates = transforms.window_aggregates(valid_events(frame))
-    counts = transforms.window_dataset(aggregates, EVENT_COUNTS_MINUTE, 3)
+    counts = dataset_rows(aggregates, EVENT_COUNTS_MINUTE, 3)
     m0, m1, m2 = (t(f"12:0{m}:00") for m in (0, 1, 2))
     expected = spark.createDataFrame(
         [(m0, m1, "page_view", 3, 2, 3), (m1, m2, "purchase", 1, 1, 3)], counts.schema
@@ -206,7 +222,7 @@ def test_minute_counts_with_exact_unique_users(
 
 
 def test_active_users_in_five_minute_windows_sliding_by_one(
-    kafka_frame: Frame, event: Event
+    kafka_frame: Frame, event: Event, dataset_rows: DatasetRows
 ) -> None:
     frame = kafka_frame(
         [
@@ -215,9 +231,7 @@ def test_active_users_in_five_minute_windows_sliding_by_one(
             event("3", "click", "2026-11-27T12:04:59Z", user_id="u2"),
         ]
     )
-    active = transforms.window_dataset(
-        transforms.window_aggregates(valid_events(frame)), ACTIVE_USERS_5M, 0
-    )
+    active = dataset_rows(transforms.window_aggregates(valid_events(frame)), ACTIVE_USERS_5M, 0)
     # A 5-minute window [s, s+5) holds minute m when s is one of m-4 .. m.
     expected = {
         "11:56": 1, "11:57": 1, "11:58": 1, "11:59": 1, "12:00": 2, "12:01": 2, "12:02": 2,
@@ -238,7 +252,9 @@ def test_active_users_in_five_minute_windows_sliding_by_one(
     assert tuple(active.columns) == ACTIVE_USERS_5M.column_names
 
 
-def test_page_views_and_product_stats_per_minute(kafka_frame: Frame, event: Event) -> None:
+def test_page_views_and_product_stats_per_minute(
+    kafka_frame: Frame, event: Event, dataset_rows: DatasetRows
+) -> None:
     url = "https://shop.example.com/p/P1?ref=x"
     frame = kafka_frame(
         [
@@ -280,7 +296,7 @@ def test_page_views_and_product_stats_per_minute(kafka_frame: Frame, event: Even
     aggregates = transforms.window_aggregates(valid_events(frame))
     m0, m1 = t("12:00:00"), t("12:01:00")
     assertDataFrameEqual(
-        transforms.window_dataset(aggregates, PAGE_VIEWS_MINUTE, 5),
+        dataset_rows(aggregates, PAGE_VIEWS_MINUTE, 5),
         [
             Row(
                 window_start=m0,
@@ -292,7 +308,7 @@ def test_page_views_and_product_stats_per_minute(kafka_frame: Frame, event: Even
             )
         ],
     )
-    stats = transforms.window_dataset(aggregates, PRODUCT_STATS_MINUTE, 5)
+    stats = dataset_rows(aggregates, PRODUCT_STATS_MINUTE, 5)
     assertDataFrameEqual(
         stats,
         [
@@ -313,7 +329,7 @@ def test_page_views_and_product_stats_per_minute(kafka_frame: Frame, event: Even
 
 
 def test_bots_are_kept_as_events_but_left_out_of_aggregates(
-    kafka_frame: Frame, event: Event
+    kafka_frame: Frame, event: Event, lake_split: LakeSplit, dataset_rows: DatasetRows
 ) -> None:
     bot = {"is_bot": True, "device_class": "bot"}
     frame = kafka_frame(
@@ -322,13 +338,10 @@ def test_bots_are_kept_as_events_but_left_out_of_aggregates(
             event("2", "page_view", "2026-11-27T12:00:02Z", user_id="crawler", user_agent_info=bot),
         ]
     )
-    cleaned = transforms.clean_events(transforms.parse_records(frame))
-    assert transforms.events(cleaned).count() == 2
+    assert lake_split(frame)[0].count() == 2
     for exclude, expected in ((True, (1, 1)), (False, (2, 2))):
         kept = transforms.without_bots(valid_events(frame), exclude)
-        row = transforms.window_dataset(
-            transforms.window_aggregates(kept), EVENT_COUNTS_MINUTE, 0
-        ).first()
+        row = dataset_rows(transforms.window_aggregates(kept), EVENT_COUNTS_MINUTE, 0).first()
         assert row is not None and (row["events"], row["unique_users"]) == expected
 
 
@@ -433,16 +446,6 @@ def test_numeric_bounds_come_from_the_shared_schema() -> None:
 
     assert transforms.numeric_bounds(EnrichedEvent, "quantity") == (0.0, 1_000_000.0)
     assert transforms.numeric_bounds(EnrichedEvent, "revenue") == (-1e12, 1e12)
-
-
-def test_with_batch_id_selects_the_table_columns(spark: SparkSession) -> None:
-    rows = spark.createDataFrame(
-        [(t("12:00:00"), t("12:05:00"), 4, "ignored")],
-        "window_start timestamp, window_end timestamp, active_users long, extra string",
-    )
-    out = transforms.with_batch_id(rows, ACTIVE_USERS_5M, 9)
-    assert tuple(out.columns) == ACTIVE_USERS_5M.column_names
-    assert out.first()["batch_id"] == 9  # type: ignore[index]
 
 
 def test_spark_conf_for_local_and_kubernetes() -> None:

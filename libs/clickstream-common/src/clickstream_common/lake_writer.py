@@ -50,51 +50,57 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def write_dataset_batch(
-    s3: Any,
-    bucket: str,
-    dataset: str,
-    table: pa.Table,
-    batch_id: int | BatchName,
-    time_column: str,
-    max_received_at: datetime | None = None,
-    *,
-    watermark: datetime | None = None,
-    source_offsets: SourceOffsets | None = None,
-    keep_empty: bool = False,
-) -> CommitMarker | None:
-    """Parquet objects per date/hour of `time_column`, then the commit marker, last.
+class DatasetWriter:
+    """Writes processed data sets to one bucket: Parquet objects, then the commit marker."""
 
-    `batch_id` is a stream batch's id or a correction's name (`BatchName`); `watermark` and
-    `source_offsets` are what a streaming query recorded for the batch (the late-data
-    correction pass reads them); `keep_empty` commits a marker without objects for a batch
-    without rows.
-    """
-    if table.num_rows == 0 and not keep_empty:
-        return None
-    name = batch_id if isinstance(batch_id, BatchName) else BatchName.stream(batch_id)
-    objects = []
-    for date, hour, part in partitions_of(table, time_column):
-        key = processed_object_key(dataset, date, hour, name)
-        s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(part))
-        objects.append(CommittedObject(key=key, rows=part.num_rows))
-    marker = CommitMarker(
-        dataset=dataset,
-        batch_id=name.batch_id,
-        objects=objects,
-        committed_at=datetime.now(UTC),
-        max_received_at=max_received_at,
-        watermark=watermark,
-        source_offsets=source_offsets,
-    )
-    s3.put_object(
-        Bucket=bucket,
-        Key=commit_marker_key(dataset, name),
-        Body=marker.model_dump_json().encode(),
-        ContentType="application/json",
-    )
-    log.info(
-        "batch committed",
-        extra={"dataset": dataset, "batch_id": name.batch_id, "rows": table.num_rows},
-    )
-    return marker
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def write_table(
+        self,
+        dataset: str,
+        table: pa.Table,
+        batch_id: int | BatchName,
+        time_column: str,
+        max_received_at: datetime | None = None,
+        *,
+        watermark: datetime | None = None,
+        source_offsets: SourceOffsets | None = None,
+        keep_empty: bool = False,
+    ) -> CommitMarker | None:
+        """Parquet objects per date/hour of `time_column`, then the commit marker, last.
+
+        `batch_id` is a stream batch's id or a correction's name (`BatchName`); `watermark`
+        and `source_offsets` are what a streaming query recorded for the batch (the late-data
+        correction pass reads them); `keep_empty` commits a marker without objects for a
+        batch without rows.
+        """
+        if table.num_rows == 0 and not keep_empty:
+            return None
+        name = batch_id if isinstance(batch_id, BatchName) else BatchName.stream(batch_id)
+        objects = []
+        for date, hour, part in partitions_of(table, time_column):
+            key = processed_object_key(dataset, date, hour, name)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=parquet_bytes(part))
+            objects.append(CommittedObject(key=key, rows=part.num_rows))
+        marker = CommitMarker(
+            dataset=dataset,
+            batch_id=name.batch_id,
+            objects=objects,
+            committed_at=datetime.now(UTC),
+            max_received_at=max_received_at,
+            watermark=watermark,
+            source_offsets=source_offsets,
+        )
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=commit_marker_key(dataset, name),
+            Body=marker.model_dump_json().encode(),
+            ContentType="application/json",
+        )
+        log.info(
+            "batch committed",
+            extra={"dataset": dataset, "batch_id": name.batch_id, "rows": table.num_rows},
+        )
+        return marker

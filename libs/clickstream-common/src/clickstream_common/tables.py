@@ -145,6 +145,9 @@ EVENT_COUNTS_MINUTE = TableSpec(
     sort_key="window_start",
 )
 
+# The length of an active-users window (they slide by a minute): a minute's events count in
+# the five windows that contain it, the last of which ends this long after the minute starts.
+ACTIVE_USERS_SPAN = timedelta(minutes=5)
 ACTIVE_USERS_5M = TableSpec(
     name="active_users_5m",
     columns=(*_WINDOW, Column("active_users", LogicalType.LONG, nullable=False), BATCH_ID),

@@ -33,7 +33,7 @@ from anomaly_detector.series import (
     observation_from_event,
     restore_aggregator,
 )
-from clickstream_common.lake_writer import write_dataset_batch
+from clickstream_common.lake_writer import DatasetWriter
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer, run_until_stopped
 from clickstream_common.tables import ANOMALIES
@@ -155,9 +155,7 @@ class DetectorService:
         # when a restart scores the same buckets again, so the objects are overwritten.
         newest = max(datetime.fromisoformat(a["window_start"]) for a in anomalies)
         batch_id = int(newest.timestamp())
-        write_dataset_batch(
-            self.s3,
-            self.settings.s3_bucket,
+        DatasetWriter(self.s3, self.settings.s3_bucket).write_table(
             ANOMALIES.name,
             lake_table(anomalies, batch_id),
             batch_id,

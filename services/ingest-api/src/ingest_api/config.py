@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from clickstream_common.bus import DEFAULT_MAX_EVENT_BYTES, MAX_EVENT_BYTES_CEILING
 from clickstream_common.schema import DEFAULT_CLOCK_POLICY, ClockPolicy
 from clickstream_common.settings import CommonSettings
 
@@ -60,8 +61,11 @@ class Settings(CommonSettings):
     ingest_max_events_per_request: int = 500
     # Size of a request body at most, after decompression (413 above).
     ingest_max_request_bytes: int = 1024 * 1024
-    # At most 512 KiB, so an event (and its dead letter) always fits a Kafka record of 1 MiB.
-    ingest_max_event_bytes: int = Field(default=32 * 1024, ge=1024, le=512 * 1024)
+    # At most 512 KiB, so an event (and its dead letter) always fits a Kafka record of 1 MiB
+    # (clickstream_common.bus; the stream processor sizes its batches by it).
+    ingest_max_event_bytes: int = Field(
+        default=DEFAULT_MAX_EVENT_BYTES, ge=1024, le=MAX_EVENT_BYTES_CEILING
+    )
     # Size of one event's properties at most (the event is refused above).
     ingest_max_properties_bytes: int = 16 * 1024
     # Retry-After of a 503 answer (bus or server busy); a 429 names its own wait.

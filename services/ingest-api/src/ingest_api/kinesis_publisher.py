@@ -30,7 +30,7 @@ from prometheus_client import Counter
 
 from clickstream_common.settings import KinesisSettings
 from ingest_api import metrics
-from ingest_api.publisher import PublishError, Records
+from ingest_api.publisher import PublishError, Records, WatchedReadiness
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,10 @@ def chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return out
 
 
-class KinesisPublisher:
+class KinesisPublisher(WatchedReadiness):
     """One aiobotocore client; readiness is DescribeStreamSummary of the events stream."""
+
+    bus = "kinesis"
 
     def __init__(
         self,
@@ -107,12 +109,6 @@ class KinesisPublisher:
         self.ready = False
         self._exit = contextlib.AsyncExitStack()
         self._watch: asyncio.Task[None] | None = None
-
-    def _set_ready(self, ready: bool) -> None:
-        if ready != self.ready:
-            log.info("kinesis %s", "reachable" if ready else "unreachable")
-        self.ready = ready
-        metrics.READY.set(1 if ready else 0)
 
     async def start(self) -> None:
         if self.client is None:
@@ -132,13 +128,10 @@ class KinesisPublisher:
             )
         # The API comes up (not ready) when the stream is unreachable, as with Kafka.
         await self.check()
-        self._watch = asyncio.create_task(self._watch_stream())
+        self._start_watch()
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        await self._stop_watch()
         await self._exit.aclose()
 
     async def check(self) -> bool:
@@ -154,11 +147,6 @@ class KinesisPublisher:
             ok = False
         self._set_ready(ok)
         return ok
-
-    async def _watch_stream(self) -> None:
-        while True:
-            await asyncio.sleep(self.check_interval_seconds)
-            await self.check()
 
     async def publish(self, events: Records, dead_letters: Records) -> None:
         """Send both lists to their streams; return only once every record is stored. Each

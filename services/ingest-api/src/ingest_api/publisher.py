@@ -69,13 +69,50 @@ def partition_for(key: bytes | None, all_partitions: list[int], available: list[
     return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
-class KafkaPublisher:
+class WatchedReadiness:
+    """What the publishers share: `ready` (and its gauge), logged when it changes, and a task
+    that runs the publisher's `check` every `check_interval_seconds` while it is started."""
+
+    bus = "bus"  # named in the log lines
+    ready: bool
+    check_interval_seconds: float
+    _watch: asyncio.Task[None] | None
+
+    async def check(self) -> bool:
+        raise NotImplementedError
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready != self.ready:
+            logging.getLogger(type(self).__module__).info(
+                "%s %s", self.bus, "reachable" if ready else "unreachable"
+            )
+        self.ready = ready
+        metrics.READY.set(1 if ready else 0)
+
+    def _start_watch(self) -> None:
+        self._watch = asyncio.create_task(self._watch_loop())
+
+    async def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval_seconds)
+            await self.check()
+
+
+class KafkaPublisher(WatchedReadiness):
     """One idempotent producer, replaced by a fresh one after a failed publish.
 
     A send that expired while the broker was away leaves the idempotent producer's sequence
     numbers ahead of the broker's (it answers OutOfOrderSequenceNumber from then on). A new
     producer gets a new producer id, so the watch task swaps one in once the broker answers.
     """
+
+    bus = "kafka"
 
     def __init__(
         self,
@@ -116,12 +153,6 @@ class KafkaPublisher:
             **self.client_options,
         )
 
-    def _set_ready(self, ready: bool) -> None:
-        if ready != self.ready:
-            log.info("kafka %s", "reachable" if ready else "unreachable")
-        self.ready = ready
-        metrics.READY.set(1 if ready else 0)
-
     async def _close(self, producer: AIOKafkaProducer) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), self.timeout_seconds)
@@ -145,13 +176,10 @@ class KafkaPublisher:
     async def start(self) -> None:
         # Starting needs the broker; the API still comes up (not ready) when Kafka is down.
         self._set_ready(await self._connect())
-        self._watch = asyncio.create_task(self._watch_connection())
+        self._start_watch()
 
     async def stop(self) -> None:
-        if self._watch:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        await self._stop_watch()
         if self.producer is not None:
             await self._close(self.producer)
         if self._retiring:
@@ -171,11 +199,6 @@ class KafkaPublisher:
                 ok = False
         self._set_ready(ok)
         return ok
-
-    async def _watch_connection(self) -> None:
-        while True:
-            await asyncio.sleep(self.check_interval_seconds)
-            await self.check()
 
     async def publish(self, events: Records, dead_letters: Records) -> None:
         """Send both lists to their topics; return only once Kafka acknowledged all. Each

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from clickstream_common.bus import BUS_MAX_RECORD_BYTES, max_record_bytes
 from clickstream_common.schema import DEFAULT_CLOCK_POLICY, ClockPolicy
 from clickstream_common.settings import CommonSettings, KinesisSettings, S3Settings
 
@@ -22,6 +23,24 @@ def interval_seconds(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+# Bytes the lake query's collected batch (toArrow) holds per byte of records read: the
+# original value and the event columns parsed from it (the free-form properties and context
+# again as JSON text), plus Arrow's offsets. Measured with 32 KB events in
+# tests/processor/test_batch_bytes.py, which runs at exactly this ratio.
+RESULT_BYTES_PER_RECORD_BYTE = 2
+
+
+def size_bytes(text: str, default_unit: str = "") -> int:
+    """Bytes of a JVM/Spark size string such as "512m", "2g" or "1048576" (no unit:
+    `default_unit`, as Spark reads spark.driver.memory in MiB and maxResultSize in bytes)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)b?\s*", text.lower())
+    if match is None:
+        raise ValueError(f"not a size such as 512m or 2g: {text!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2) or default_unit]
+
+
 class Settings(CommonSettings, S3Settings, KinesisSettings):
     # spark.master: local[N], or k8s://... (the chart).
     processor_spark_master: str = "local[2]"
@@ -29,7 +48,9 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     processor_spark_jars: str = ""
     # Checkpoints of the queries: a volume path or s3a://...; must be durable.
     processor_checkpoint_location: str = "/tmp/clickstream/checkpoints"  # noqa: S108
-    # How late an event may be and still count in windows and sessions.
+    # How late an event may be and still count in windows and sessions (later ones reach the
+    # aggregates through the correction pass). 2 minutes: the smallest round value above the
+    # clock bound; state grows by ~2 rows per event of delay per query (docs/benchmarks.md).
     processor_watermark_delay: str = "2 minutes"
     # The clock policy (clickstream_common.schema.ClockPolicy), applied again before the
     # watermark to records from any producer: how far ahead of its receive time (never later
@@ -61,14 +82,31 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     processor_source: Literal["kafka", "kinesis"] = "kafka"
     # Where a query without a checkpoint starts reading: earliest or latest.
     processor_starting_offsets: str = "earliest"
-    # Records per micro-batch at most, per query (maxOffsetsPerTrigger).
+    # Records per micro-batch at most, per query (maxOffsetsPerTrigger); the bytes bound below
+    # may lower it (records_per_trigger).
     processor_max_offsets_per_trigger: int = 200_000
+    # Bytes of records one micro-batch may read at most, per query. The lake query collects a
+    # batch in the driver (toArrow), so this bounds what a backlog of the largest records can
+    # put there. Kafka's source caps only records: the cap per trigger becomes this divided by
+    # PROCESSOR_MAX_RECORD_BYTES (the Kinesis source also counts bytes). 0: derived, the
+    # driver's result limit / RESULT_BYTES_PER_RECORD_BYTE (512 MiB with the 2g driver,
+    # 9,362 records of 56 KiB per trigger).
+    processor_max_batch_bytes: int = Field(default=0, ge=0)
+    # The largest record on the bus: the collector's INGEST_MAX_EVENT_BYTES plus what it adds
+    # to an event (clickstream_common.bus). Raise it with INGEST_MAX_EVENT_BYTES, or when
+    # other producers write larger records.
+    processor_max_record_bytes: int = Field(
+        default=max_record_bytes(), ge=1, le=BUS_MAX_RECORD_BYTES
+    )
+    # spark.driver.maxResultSize: what one action may collect to the driver; a batch over it
+    # fails its query rather than the driver's heap. Empty: half of PROCESSOR_DRIVER_MEMORY.
+    processor_driver_max_result_size: str = ""
     # spark.sql.shuffle.partitions, also the state partitions: one per task slot (local[2];
     # 2 executors x 1 core), each a state store per stateful operator per batch. Window
     # freshness p95 in the benchmark: 6.4 and 5.1 s with 2, 8.7 and 10.2 s with 4 (two runs
     # each), at the same throughput. Fixed once a checkpoint exists.
     processor_shuffle_partitions: int = 2
-    # spark.driver.memory (a lake batch is collected in the driver).
+    # spark.driver.memory (a lake batch is collected in the driver; the batch bound follows).
     processor_driver_memory: str = "2g"
     # Spark's web UI also serves its Prometheus endpoints (/metrics/prometheus, executors).
     processor_spark_ui_port: int = 4040
@@ -120,6 +158,55 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
                 "far ahead would move the watermark past events that arrive on time"
             )
         return self
+
+    @model_validator(mode="after")
+    def _batches_fit_the_driver(self) -> Settings:
+        driver = size_bytes(self.processor_driver_memory, "m")
+        result = self.driver_max_result_bytes
+        if result <= 0 or result > driver:
+            raise ValueError(
+                f"PROCESSOR_DRIVER_MAX_RESULT_SIZE ({self.processor_driver_max_result_size!r}) "
+                f"must be above 0 and at most PROCESSOR_DRIVER_MEMORY "
+                f"({self.processor_driver_memory!r}): a collected batch over the heap fails the "
+                "driver instead of its query"
+            )
+        batch = self.max_batch_bytes
+        if batch * RESULT_BYTES_PER_RECORD_BYTE > result:
+            raise ValueError(
+                f"PROCESSOR_MAX_BATCH_BYTES ({batch}) can collect {RESULT_BYTES_PER_RECORD_BYTE}x "
+                f"its size in the driver, over spark.driver.maxResultSize ({result} bytes, "
+                "PROCESSOR_DRIVER_MAX_RESULT_SIZE): a backlog of the largest records would fail "
+                "the lake query on every replay"
+            )
+        if batch < self.processor_max_record_bytes:
+            raise ValueError(
+                f"PROCESSOR_MAX_BATCH_BYTES ({batch}) is below PROCESSOR_MAX_RECORD_BYTES "
+                f"({self.processor_max_record_bytes}): no batch could hold the largest record"
+            )
+        return self
+
+    @property
+    def driver_max_result_bytes(self) -> int:
+        """spark.driver.maxResultSize in bytes (half the driver's heap unless set)."""
+        if self.processor_driver_max_result_size:
+            return size_bytes(self.processor_driver_max_result_size)
+        return size_bytes(self.processor_driver_memory, "m") // 2
+
+    @property
+    def max_batch_bytes(self) -> int:
+        """Bytes of records a micro-batch may read (derived from the result limit unless set)."""
+        if self.processor_max_batch_bytes:
+            return self.processor_max_batch_bytes
+        return self.driver_max_result_bytes // RESULT_BYTES_PER_RECORD_BYTE
+
+    @property
+    def records_per_trigger(self) -> int:
+        """Records a micro-batch may read: the record cap, lowered so that as many of the
+        largest records stay within the bytes bound."""
+        return min(
+            self.processor_max_offsets_per_trigger,
+            self.max_batch_bytes // self.processor_max_record_bytes,
+        )
 
     @property
     def clock_policy(self) -> ClockPolicy:

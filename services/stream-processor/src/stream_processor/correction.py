@@ -82,7 +82,14 @@ from clickstream_common.lake import (
 )
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
-from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, IDENTITIES, SESSIONS, TableSpec
+from clickstream_common.tables import (
+    ACTIVE_USERS_5M,
+    ACTIVE_USERS_SPAN,
+    EVENTS,
+    IDENTITIES,
+    SESSIONS,
+    TableSpec,
+)
 from stream_processor import identities, transforms
 from stream_processor.config import Settings
 from stream_processor.sinks import LakeWriter, table_for
@@ -90,9 +97,6 @@ from stream_processor.sinks import LakeWriter, table_for
 log = logging.getLogger(__name__)
 
 MINUTE = timedelta(minutes=1)
-# A minute's events count in its 1-minute windows and in the five 5-minute windows that
-# contain it, the last of which ends 5 minutes after the minute starts.
-ACTIVE_SPAN = timedelta(minutes=5)
 WINDOW_MARKERS = ACTIVE_USERS_5M  # every aggregated event is in an active-users window
 
 # What the aggregates and sessions read of an event, and the batch that brought it (the
@@ -383,7 +387,7 @@ def ready_minutes(minutes: Iterable[datetime], windows_horizon: datetime | None)
     """Minutes whose every window (1-minute, and each 5-minute one containing it) is closed."""
     if windows_horizon is None:
         return []
-    return sorted(m for m in set(minutes) if m + ACTIVE_SPAN <= windows_horizon)
+    return sorted(m for m in set(minutes) if m + ACTIVE_USERS_SPAN <= windows_horizon)
 
 
 def minutes_to_read(minutes: Iterable[datetime]) -> list[datetime]:
@@ -947,7 +951,7 @@ def correct_range(
 
 def correction_session(settings: Settings) -> SparkSession:
     """A Spark session for the pass: the job's settings, without its streaming extras."""
-    from stream_processor.session import build_session
+    from stream_processor.spark_setup import build_session
 
     overrides = {"spark.app.name": "clickstream-correction", "spark.ui.enabled": "false"}
     return build_session(settings, overrides=overrides)

@@ -35,8 +35,8 @@ from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.kinesis_source import kinesis_stream
 from stream_processor.live_figures import LiveFigures
 from stream_processor.progress import BatchProgress, batch_progress
-from stream_processor.session import build_session
 from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
+from stream_processor.spark_setup import build_session
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("subscribe", settings.kafka_events_topic)
         .option("startingOffsets", settings.processor_starting_offsets)
-        .option("maxOffsetsPerTrigger", settings.processor_max_offsets_per_trigger)
+        # Bounds the records; with the largest record size, the bytes (Settings).
+        .option("maxOffsetsPerTrigger", settings.records_per_trigger)
         .option("failOnDataLoss", "true")
         .options(**spark_kafka_options(settings))
         .load()
@@ -69,8 +70,9 @@ def source_stream(spark: SparkSession, settings: Settings) -> DataFrame:
             spark,
             settings,
             settings.processor_starting_offsets,
-            settings.processor_max_offsets_per_trigger,
+            settings.records_per_trigger,
             (keys, secret.get_secret_value()) if keys and secret else None,
+            max_bytes_per_trigger=settings.max_batch_bytes,
         )
     return kafka_stream(spark, settings)
 
@@ -110,7 +112,9 @@ class BatchWriters:
             counts = errors.group_by("reason").aggregate([("reason", "count")])
             for row in counts.to_pylist():
                 metrics.ERROR_RECORDS.labels(row["reason"]).inc(row["reason_count"])
-        valid = first_per_key(table.filter(pc.invert(rejected)), "event_id")
+        # An event_id is unique within its source only: another source's event with the
+        # same id in the same batch is an event of its own.
+        valid = first_per_key(table.filter(pc.invert(rejected)), EVENTS.key)
         rows = table_for(EVENTS, valid, batch_id)
         newest = max_timestamp(rows, "received_at")
         offsets = self.progress(LAKE, batch_id).source_offsets

@@ -76,6 +76,7 @@ class Options:
     endpoint_url: str | None
     starting_position: str  # "earliest" | "latest"
     max_records_per_trigger: int  # 0: no limit
+    max_bytes_per_trigger: int = 0  # bytes of record data per trigger, all shards; 0: no limit
     # Static keys (local endpoints); none: the AWS default chain (IRSA on EKS).
     access_key_id: str | None = None
     secret_access_key: str | None = None
@@ -95,6 +96,7 @@ class Options:
             endpoint_url=lower.get("endpointurl") or None,
             starting_position=position,
             max_records_per_trigger=int(lower.get("maxrecordspertrigger") or 0),
+            max_bytes_per_trigger=int(lower.get("maxbytespertrigger") or 0),
             access_key_id=lower.get("awsaccesskeyid") or None,
             secret_access_key=lower.get("awssecretaccesskey") or None,
         )
@@ -182,8 +184,10 @@ def read_shard(
     position: str,
     limit: int | None,
     iterator: str | None = None,
+    max_bytes: int | None = None,
 ) -> ShardRead:
-    """Records of a shard after `position`, until caught up with its end (or `limit`).
+    """Records of a shard after `position`, until caught up with its end (or `limit` records,
+    or `max_bytes` of record data: at least one record, so a batch always moves on).
 
     `iterator`, when given, must point at `position` (the `next_iterator` of the read that
     ended there): it saves a GetShardIterator call. An expired one is replaced.
@@ -192,27 +196,52 @@ def read_shard(
 
     if iterator is not None:
         try:
-            return _read_from(kinesis, iterator, limit)
+            return _read_from(kinesis, iterator, limit, max_bytes)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ExpiredIteratorException":
                 raise
     fresh = _call(
         kinesis.get_shard_iterator, StreamName=stream, ShardId=shard_id, **iterator_args(position)
     )["ShardIterator"]
-    return _read_from(kinesis, fresh, limit)
+    return _read_from(kinesis, fresh, limit, max_bytes)
 
 
-def _read_from(kinesis: Any, iterator: str | None, limit: int | None) -> ShardRead:
+def _read_from(
+    kinesis: Any, iterator: str | None, limit: int | None, max_bytes: int | None = None
+) -> ShardRead:
     records: list[dict[str, Any]] = []
+    size = 0
     while iterator is not None and (limit is None or len(records) < limit):
         want = MAX_PER_CALL if limit is None else min(MAX_PER_CALL, limit - len(records))
         answer = _call(kinesis.get_records, ShardIterator=iterator, Limit=want)
-        records += answer["Records"]
+        got = answer["Records"]
         iterator = answer.get("NextShardIterator")
+        if max_bytes is not None:
+            kept = within_bytes(got, max_bytes - size, first=not records)
+            size += sum(len(r["Data"]) for r in got[:kept])
+            if kept < len(got):
+                # Cut inside a call: the iterator continues after records not kept, so the
+                # next read starts from the position instead (a GetShardIterator).
+                return ShardRead(records + got[:kept], closed=False, next_iterator=None)
+            if size >= max_bytes:
+                records += got
+                return ShardRead(records, closed=False, next_iterator=iterator)
+        records += got
         # Empty and caught up: this is the end of an open shard for now.
-        if not answer["Records"] and not answer.get("MillisBehindLatest"):
+        if not got and not answer.get("MillisBehindLatest"):
             break
     return ShardRead(records, closed=iterator is None, next_iterator=iterator)
+
+
+def within_bytes(records: list[dict[str, Any]], budget: int, first: bool) -> int:
+    """How many of `records`, from the start, fit `budget` bytes of data (the first record of
+    a read always does, when `first`: a record larger than the budget still moves on)."""
+    total = 0
+    for i, record in enumerate(records):
+        total += len(record["Data"])
+        if total > budget and not (first and i == 0):
+            return i
+    return len(records)
 
 
 # Planned records a batch's partitions carry at most (bytes of data, all shards): beyond it the
@@ -279,13 +308,17 @@ class KinesisStreamReader(DataSourceStreamReader):
         budget: int | None = None
         if isinstance(limit, ReadMaxRows) and active:
             budget = max(1, limit.max_rows // len(active))
+        # The bytes bound (PROCESSOR_MAX_BATCH_BYTES), shared out like the records.
+        byte_budget: int | None = None
+        if self.options.max_bytes_per_trigger > 0 and active:
+            byte_budget = max(1, self.options.max_bytes_per_trigger // len(active))
         self._planned = {}
         for shard_id in active:
             entry = state[shard_id]
             cached = self._iterators.pop(shard_id, None)
             iterator = cached[1] if cached is not None and cached[0] == entry["pos"] else None
             read = read_shard(
-                kinesis, self.options.stream, shard_id, entry["pos"], budget, iterator
+                kinesis, self.options.stream, shard_id, entry["pos"], budget, iterator, byte_budget
             )
             if read.records:
                 end = AFTER + read.records[-1]["SequenceNumber"]
@@ -294,7 +327,8 @@ class KinesisStreamReader(DataSourceStreamReader):
                 entry["n"] += len(read.records)
             if read.next_iterator is not None:
                 self._iterators[shard_id] = (entry["pos"], read.next_iterator)
-            # Done only when nothing is left to read: a limit may stop before the end.
+            # Done only when nothing is left to read: a limit may stop before the end (a
+            # bytes cut never reports a closed shard).
             entry["done"] = read.closed and (budget is None or len(read.records) < budget)
         return {"shards": state}
 
@@ -403,6 +437,7 @@ def kinesis_stream(
     starting_position: str,
     max_records_per_trigger: int,
     credentials: tuple[str, str] | None = None,
+    max_bytes_per_trigger: int = 0,
 ) -> DataFrame:
     """The events stream as a streaming DataFrame in the Kafka source's columns.
 
@@ -416,6 +451,7 @@ def kinesis_stream(
         .option("region", kinesis.kinesis_region)
         .option("startingPosition", starting_position)
         .option("maxRecordsPerTrigger", str(max_records_per_trigger))
+        .option("maxBytesPerTrigger", str(max_bytes_per_trigger))
     )
     if kinesis.kinesis_endpoint_url:
         reader = reader.option("endpointUrl", kinesis.kinesis_endpoint_url)

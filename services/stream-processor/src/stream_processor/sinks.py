@@ -8,9 +8,9 @@ import base64
 import gzip
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -18,24 +18,28 @@ import pyarrow.compute as pc
 
 from clickstream_common.lake import (
     RAW_PREFIX,
-    BatchName,
     CommitMarker,
-    SourceOffsets,
     error_object_key,
 )
-from clickstream_common.lake_writer import partitions_of, write_dataset_batch
+from clickstream_common.lake_writer import DatasetWriter, partitions_of
 from clickstream_common.tables import TableSpec
 
 log = logging.getLogger(__name__)
 
 
-def first_per_key(table: pa.Table, key: str) -> pa.Table:
-    """One row per `key`: the first in table order. A batch's rows come in Kafka partition
-    and offset order, so a retried batch keeps the same rows."""
-    if table.num_rows == 0 or pc.count_distinct(table[key]).as_py() == table.num_rows:
+def first_per_key(table: pa.Table, key: str | Sequence[str]) -> pa.Table:
+    """One row per `key` (a column, or several together): the first in table order. A
+    batch's rows come in Kafka partition and offset order, so a retried batch keeps the same
+    rows."""
+    columns = [key] if isinstance(key, str) else list(key)
+    if table.num_rows == 0:
+        return table
+    if len(columns) == 1 and pc.count_distinct(table[columns[0]]).as_py() == table.num_rows:
         return table
     indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
-    first = indexed.group_by(key, use_threads=False).aggregate([("__row", "min")])
+    first = indexed.group_by(columns, use_threads=False).aggregate([("__row", "min")])
+    if first.num_rows == table.num_rows:
+        return table
     rows = first["__row_min"].combine_chunks()
     return table.take(pc.take(rows, pc.array_sort_indices(rows)))
 
@@ -96,12 +100,9 @@ def raw_object_key(date: str, hour: str, batch_id: int) -> str:
     return f"{RAW_PREFIX}/date={date}/hour={hour}/batch_id={batch_id}/part-00000.json.gz"
 
 
-class LakeWriter:
-    """Writes the lake's objects from the driver, each batch's commit marker last."""
-
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self.s3 = s3
-        self.bucket = bucket
+class LakeWriter(DatasetWriter):
+    """Writes the lake's objects from the driver, each batch's commit marker last: the shared
+    data-set writer (`write_table`), plus the raw zone and the errors area of the stream."""
 
     def write_raw(self, records: pa.Table, batch_id: int) -> list[str]:
         """Every record's original bytes, one gzip JSON-lines object per Kafka hour."""
@@ -111,37 +112,6 @@ class LakeWriter:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=raw_lines(part["value"]))
             keys.append(key)
         return keys
-
-    def write_table(
-        self,
-        dataset: str,
-        table: pa.Table,
-        batch_id: int | BatchName,
-        time_column: str,
-        max_received_at: datetime | None = None,
-        *,
-        watermark: datetime | None = None,
-        source_offsets: SourceOffsets | None = None,
-        keep_empty: bool = False,
-    ) -> CommitMarker | None:
-        """Parquet objects per date/hour of `time_column`, then the commit marker last.
-
-        `batch_id` is a stream batch's id, or the name of a correction (clickstream_common.lake);
-        `watermark` and `source_offsets` are what Spark recorded for the batch (progress.py);
-        `keep_empty` commits a marker without objects for a batch without rows.
-        """
-        return write_dataset_batch(
-            self.s3,
-            self.bucket,
-            dataset,
-            table,
-            batch_id,
-            time_column,
-            max_received_at,
-            watermark=watermark,
-            source_offsets=source_offsets,
-            keep_empty=keep_empty,
-        )
 
     def write_errors(self, errors: pa.Table, batch_id: int) -> list[str]:
         """Rejected records under errors/, by the hour Kafka received them."""

@@ -7,15 +7,18 @@ The stages, in order:
 * `clean_events`: typed, trimmed, normalised, flattened columns plus `error_reason`, which is
   NULL for a valid event. The same rules run in every query, so a record is valid for the
   lake exactly when it is valid for the aggregates.
-* `events` / `errors`: the two halves of a cleaned batch, in their data set's columns.
-* `deduplicate`, `window_aggregates` + `window_dataset`, `sessions`: the stateful part.
+* `lake_batch`: both in one projection, the lake query's one read per micro-batch (the job
+  splits it into raw zone, errors and events in Arrow).
+* `events`: the valid half of a cleaned frame (the backfill's read of the raw zone).
+* `aggregate_input`, `deduplicate`, `without_bots`, `window_aggregates` + `window_rows`,
+  `sessions`: the stateful part (the job splits `window_rows` by data set in Arrow).
 """
 
 from __future__ import annotations
 
 import typing
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Any
 
@@ -40,6 +43,7 @@ from clickstream_common.schema import (
 )
 from clickstream_common.tables import (
     ACTIVE_USERS_5M,
+    ACTIVE_USERS_SPAN,
     EVENT_COUNTS_MINUTE,
     EVENT_DERIVED_COLUMNS,
     EVENT_SOURCE_COLUMNS,
@@ -337,16 +341,10 @@ def _all_null() -> SparkColumn:
 
 
 def events(cleaned: DataFrame) -> DataFrame:
-    """Valid events in the events table's column order (without batch_id)."""
+    """Valid events in the events table's column order (without batch_id): the backfill's
+    read of the raw zone (`orchestration.backfill`); the stream splits `lake_batch` instead."""
     names = [n for n in EVENTS.column_names if n != "batch_id"]
     return cleaned.where(F.col("error_reason").isNull()).select(*names)
-
-
-def errors(cleaned: DataFrame) -> DataFrame:
-    """Rejected records: Kafka coordinates, the reason and the original bytes."""
-    return cleaned.where(F.col("error_reason").isNotNull()).select(
-        *KAFKA_COLUMNS, F.col("error_reason").alias("reason"), "value"
-    )
 
 
 def lake_batch(kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLICY) -> DataFrame:
@@ -355,15 +353,6 @@ def lake_batch(kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLI
     cleaned = clean_events(parse_records(kafka_records), clock=clock)
     names = [n for n in EVENTS.column_names if n != "batch_id"]
     return cleaned.select(*KAFKA_COLUMNS, "value", "error_reason", *names)
-
-
-def raw_zone(kafka_records: DataFrame) -> DataFrame:
-    """Original record text and the date and hour Kafka received it (the raw zone's rows)."""
-    return kafka_records.select(
-        F.col("value").cast("string").alias("value"),
-        F.date_format("timestamp", "yyyy-MM-dd").alias("date"),
-        F.date_format("timestamp", "HH").alias("hour"),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,7 +423,7 @@ def window_aggregates(events: DataFrame) -> DataFrame:
     the state of a window is dropped once the watermark passes its end. Unique counts are
     `size(collect_set(...))` over state: exact, unlike an HLL sketch.
     """
-    w = F.window("event_time", "5 minutes", "1 minute")
+    w = F.window("event_time", f"{ACTIVE_USERS_SPAN // timedelta(minutes=1)} minutes", "1 minute")
     last_minute = F.col("event_time") >= F.col("w.end") - F.expr("INTERVAL 1 MINUTE")
     etype = F.col("event_type")
 
@@ -534,14 +523,6 @@ def window_rows(aggregates: DataFrame) -> DataFrame:
     )
 
 
-def window_dataset(aggregates: DataFrame, table: TableSpec, batch_id: int) -> DataFrame:
-    """One data set's rows from the combined aggregation, in its table's columns."""
-    if table not in WINDOW_DATASETS:
-        raise ValueError(f"{table.name} is not a windowed data set")
-    rows = window_rows(aggregates).where(F.col("dataset") == table.name)
-    return with_batch_id(rows, table, batch_id)
-
-
 def session_key(user_key: str, session_start: datetime) -> str:
     """The stable id of a session (the same formula as the Spark expression below)."""
     text = f"{user_key}|{session_start:%Y-%m-%dT%H:%M:%S.%f}Z"
@@ -595,8 +576,3 @@ def sessions(events: DataFrame, gap: str) -> DataFrame:
         "exit_page",
         "max_received_at",
     )
-
-
-def with_batch_id(rows: DataFrame, table: TableSpec, batch_id: int) -> DataFrame:
-    """Stamp rows with their micro-batch and select the table's columns in order."""
-    return rows.withColumn("batch_id", F.lit(batch_id).cast("long")).select(*table.column_names)

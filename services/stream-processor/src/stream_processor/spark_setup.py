@@ -38,6 +38,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # The queries take turns fairly instead of the lake's big jobs queueing the others.
         "spark.scheduler.mode": "FAIR",
         "spark.driver.memory": settings.processor_driver_memory,
+        # What one collect may bring to the driver: explicit, since the batch bound is sized
+        # against it (Settings.max_batch_bytes).
+        "spark.driver.maxResultSize": str(settings.driver_max_result_bytes),
         # Spark's own metrics as Prometheus text, served by the UI's web server:
         # /metrics/prometheus (driver, streaming queries) and /metrics/executors/prometheus.
         "spark.ui.enabled": "true",
