@@ -1,7 +1,8 @@
 """Recommender benchmark: p50/p99 latency of the API at a fixed rate (open loop), beside the
 bare HTTP stack at the same rate, in one run; plus the offline quality (hit-rate@10).
 
-    flock /work/coord/bench.lock uv run python bench/recommender/run.py [--rate 500] [--duration 20]
+    flock /work/coord/bench.lock uv run python bench/recommender/run.py \
+        [--rate 500] [--duration 20] [--json .state/bench/recommender.json]
 
 A Redis of its own is filled with simulated shoppers through the service's own update script
 (the quality evaluation's training hours); then `python -m recommender` (API only, no
@@ -9,6 +10,8 @@ consumer) answers a mix of the three endpoints: users (60%, users with and witho
 similar (25%), trending (15%), all with the read key. The baseline is the same server stack
 (uvicorn, uvloop, httptools, FastAPI) answering a fixed JSON body. Latency counts from each
 request's scheduled time (no coordinated omission); the load generator is a process of its own.
+The tables are printed; `--json` also writes them with the time and the machine's load average
+at the start and the end (a shared machine shows there).
 """
 
 from __future__ import annotations
@@ -109,8 +112,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--duration", type=float, default=20)
-    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_before = os.getloadavg()
     config = StackConfig.scratch("bench", f"recommender-{uuid.uuid4().hex[:6]}")
     redis_part = Redis(config, Supervisor(config.state_dir))
     redis_part.start()
@@ -154,7 +159,19 @@ def main() -> None:
                 f"| {name} | {r['requests']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['max_ms']:.1f} | {r['non_200']:.0f} |"
             )
-        print(json.dumps({"quality": quality.__dict__, "latency": results}))
+        record = {
+            "started": started,
+            "rate": args.rate,
+            "duration_s": args.duration,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "quality": quality.__dict__,
+            "latency": results,
+        }
+        print(json.dumps(record))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(record, indent=2))
     finally:
         for server in servers:
             terminate(server)

@@ -2,6 +2,8 @@
 
 * Freshness: a product view appears in that user's recommendations within 5 s of the
   collector's 202 (the issue's target; a deadline, polled).
+* The demo: `make demo` prints the trending products and one shopper's recommendations
+  (`clickstream_local.demo.recommendations`) from this service.
 * Restarts: with Redis intact the consumer resumes at the offsets stored beside the state
   (nothing counted twice); with Redis emptied it rebuilds the same state from the topic.
 """
@@ -18,6 +20,7 @@ import pytest
 import redis
 
 from clickstream_local.config import RECOMMENDER_READ_KEY
+from clickstream_local.demo import recommendations as demo_lines
 from clickstream_simulator.generator import ClickstreamGenerator
 from clickstream_simulator.sender import DeliveryStats, HttpSender, batched
 from tests.conftest import StackFactory, wait_for
@@ -92,6 +95,13 @@ def test_fresh_views_and_restarts(stack_factory: StackFactory) -> None:
         assert fresh
         mine = recommendations(base, f"/users/{user}")
         assert mine["personalized"] and product not in {i["product_id"] for i in mine["items"]}
+
+        # What `make demo` prints beside the live figures: the trending products, then the
+        # personalised picks of the first simulated shopper (U000000, ...) with a history.
+        trending, shopper = demo_lines(base)
+        top = [i["product_id"] for i in recommendations(base, "/trending?limit=5")["items"]]
+        assert trending == "trending now: " + ", ".join(top)
+        assert shopper.startswith("for U0000") and "(viewed " in shopper, shopper
     finally:
         sender.close()
 

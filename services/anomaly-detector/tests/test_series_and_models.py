@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from anomaly_detector.evaluation import episodes
+from anomaly_detector.evaluation import GRACE_SECONDS, ModelResult, _score_incident, episodes
 from anomaly_detector.models import Detector, RobustModel, SeasonalProfile, Tuning, Verdict
 from anomaly_detector.output import anomaly_record, lake_table
 from anomaly_detector.series import (
+    BUSIEST_VISITORS,
     REJECTED,
     Kind,
     MinuteAggregator,
@@ -23,6 +24,7 @@ from anomaly_detector.series import (
     restore_aggregator,
 )
 from clickstream_common.tables import ANOMALIES
+from clickstream_simulator.scenario import Incident, IncidentKind
 
 T = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)
 
@@ -41,6 +43,11 @@ def test_records_become_observations() -> None:
     parsed = observation_from_event(event)
     assert parsed == Observation(T + timedelta(seconds=5), "web", "purchase", 10.5, None)
     assert observation_from_event({"event_type": "x"}) is None
+    # The visitor is the user key: the user id once known, else the device's anonymous id.
+    known = observation_from_event({**event, "user_id": "U1", "anonymous_id": "A1"})
+    anonymous = observation_from_event({**event, "anonymous_id": "A1"})
+    assert known is not None and known.visitor == "U1"
+    assert anonymous is not None and anonymous.visitor == "A1"
     letter = {"received_at": "2026-11-04T12:00:07+00:00", "source": "app", "reason": "bad"}
     assert observation_from_dead_letter(letter, T) == Observation(
         T + timedelta(seconds=7), "app", REJECTED
@@ -78,15 +85,46 @@ def test_buckets_close_after_the_grace_and_gaps_close_as_zeros() -> None:
     assert all(p.value == 0 for p in idle[2].points(agg.sources) if p.kind is Kind.COUNT)
 
 
+def test_busiest_visitors_sum_the_events_of_the_few_most_active() -> None:
+    agg = MinuteAggregator(60, 10)
+    # Twenty people with two events each, and two scrapers with 30 and 25 page views.
+    for person in range(20):
+        for second in (1, 2):
+            agg.add(obs(second, "page_view", visitor=f"person-{person}"))
+    for scraper, count in (("bot-a", 30), ("bot-b", 25)):
+        for i in range(count):
+            agg.add(obs(3 + i, "page_view", visitor=scraper))
+    agg.add(obs(40, REJECTED))  # a rejected record has no visitor to count
+    agg.add(obs(75, "page_view", visitor="late"))
+    (bucket,) = agg.close_ready()
+    points = {p.series: p for p in bucket.points(agg.sources)}
+    assert BUSIEST_VISITORS == 3
+    assert points["visitors:busiest_events"] == Point(
+        "visitors:busiest_events", Kind.COUNT, 30 + 25 + 2
+    )
+    # An empty bucket: nobody, zero.
+    agg.advance(T + timedelta(minutes=4))
+    empty = {p.series: p for p in agg.close_ready()[-1].points(agg.sources)}
+    assert empty["visitors:busiest_events"].value == 0
+
+
 def test_aggregator_state_round_trips() -> None:
     agg = MinuteAggregator(60, 10)
-    agg.add(obs(1, "product_view", product_id="A"))
-    agg.add(obs(2, "purchase", revenue=5.0))
+    agg.add(obs(1, "product_view", product_id="A", visitor="V1"))
+    agg.add(obs(2, "purchase", revenue=5.0, visitor="V1"))
     copy = MinuteAggregator(60, 10)
-    restore_aggregator(copy, aggregator_state(agg))
+    state = aggregator_state(agg)
+    restore_aggregator(copy, state)
     assert copy.open.keys() == agg.open.keys()
     assert copy.open[T].counts == agg.open[T].counts
+    assert copy.open[T].events_by_visitor == agg.open[T].events_by_visitor == {"V1": 2}
     assert copy.watermark == agg.watermark and copy.sources == agg.sources
+    # A checkpoint written before visitors were counted still restores (without them).
+    for saved in state["open"]:
+        del saved["events_by_visitor"]
+    older = MinuteAggregator(60, 10)
+    restore_aggregator(older, state)
+    assert older.open[T].counts == agg.open[T].counts and not older.open[T].events_by_visitor
 
 
 def test_profile_learns_the_shape_of_the_day() -> None:
@@ -164,6 +202,27 @@ def test_episodes_merge_consecutive_buckets() -> None:
         (timedelta(0), timedelta(minutes=2), "a"),
         (timedelta(minutes=5), timedelta(minutes=6), "c"),
     ]
+
+
+def test_an_alarm_already_running_when_an_incident_begins_is_not_its_episode() -> None:
+    width = timedelta(minutes=1)
+    incident = Incident(IncidentKind.BOT_STORM, T + timedelta(minutes=10), timedelta(minutes=20))
+
+    def anomalous(minute: int) -> Verdict:
+        return Verdict("s", T + timedelta(minutes=minute), 0, 1, 0, 2, 7, True)
+
+    # An episode from minute 8 runs into the incident (minute 10); another starts at 12.
+    result = ModelResult("seasonal")
+    _score_incident(result, 1, incident, [anomalous(m) for m in (8, 9, 10, 12)], width)
+    (found,) = result.incidents
+    # Detection: the first anomalous bucket starting with the incident, ended, plus the grace.
+    assert found.minutes_to_detect == round(1 + GRACE_SECONDS / 60, 2)
+    # The episode that began before the incident is a false alarm, the later one a true one.
+    assert result.incident_false_alarms == 1 and result.true_episodes == 1
+    result = ModelResult("seasonal")
+    _score_incident(result, 1, incident, [anomalous(12), anomalous(13)], width)
+    assert result.incidents[0].minutes_to_detect == round(3 + GRACE_SECONDS / 60, 2)
+    assert result.true_episodes == 1 and result.incident_false_alarms == 0
 
 
 def test_anomaly_rows_fit_the_table() -> None:

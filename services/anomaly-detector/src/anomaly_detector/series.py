@@ -7,7 +7,10 @@ The detector watches, per bucket of `bucket_seconds` (a minute in production):
   topic) out of all events received;
 * `revenue`: purchase revenue;
 * `product_views:top_share`: the most viewed product's share of product views (a product
-  going viral, or a scraper walking one page).
+  going viral, or a scraper walking one page);
+* `visitors:busiest_events`: the events of the bucket's `BUSIEST_VISITORS` most active
+  visitors (a few scrapers: each sends far more events a minute than any person does, which
+  stands out even where their added volume is small against the whole site's, at night).
 
 Buckets follow `received_at`, the collector's clock: it cannot be skewed by devices or bots,
 arrives in order within a few seconds, and lets a bucket close in real time (an event-time
@@ -23,10 +26,14 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from clickstream_common.schema import STANDARD_EVENT_TYPES
+from clickstream_common.schema import STANDARD_EVENT_TYPES, user_key_of
 
 REJECTED = "__rejected__"
 """The event type of an observation that stands for a rejected record."""
+
+BUSIEST_VISITORS = 3
+"""Visitors summed in `visitors:busiest_events`: more than one, so that one person with two
+tabs open does not move it much; few, so that a handful of scrapers fill it."""
 
 
 class Kind(StrEnum):
@@ -44,6 +51,7 @@ class Observation:
     event_type: str
     revenue: float | None = None
     product_id: str | None = None
+    visitor: str | None = None  # the user key (user_id, else anonymous_id)
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,14 @@ def observation_from_event(record: dict[str, Any]) -> Observation | None:
         return None
     revenue = record.get("revenue")
     product = record.get("product_id")
+    visitor = user_key_of(record.get("user_id"), record.get("anonymous_id"))
     return Observation(
         received_at=received if received.tzinfo else received.replace(tzinfo=UTC),
         source=source,
         event_type=event_type,
         revenue=float(revenue) if isinstance(revenue, int | float) else None,
         product_id=str(product) if product is not None else None,
+        visitor=str(visitor) if visitor is not None else None,
     )
 
 
@@ -106,6 +116,7 @@ class Bucket:
     revenue: float = 0.0
     orders: int = 0  # purchases with revenue: the revenue series' "trials"
     product_views: Counter[str] = field(default_factory=Counter)
+    events_by_visitor: Counter[str] = field(default_factory=Counter)
 
     def add(self, obs: Observation) -> None:
         self.counts[(obs.event_type, obs.source)] += 1
@@ -114,6 +125,8 @@ class Bucket:
             self.orders += 1
         if obs.event_type == "product_view" and obs.product_id is not None:
             self.product_views[obs.product_id] += 1
+        if obs.visitor is not None and obs.event_type != REJECTED:
+            self.events_by_visitor[obs.visitor] += 1
 
     def by_type(self) -> Counter[str]:
         totals: Counter[str] = Counter()
@@ -140,6 +153,8 @@ class Bucket:
         views = float(sum(self.product_views.values()))
         top = max(self.product_views.values()) / views if views else math.nan
         points.append(Point("product_views:top_share", Kind.RATIO, top, views))
+        busiest = sum(n for _, n in self.events_by_visitor.most_common(BUSIEST_VISITORS))
+        points.append(Point("visitors:busiest_events", Kind.COUNT, float(busiest)))
         return points
 
 
@@ -215,6 +230,7 @@ def aggregator_state(aggregator: MinuteAggregator) -> dict[str, Any]:
                 "revenue": b.revenue,
                 "orders": b.orders,
                 "product_views": dict(b.product_views),
+                "events_by_visitor": dict(b.events_by_visitor),
             }
             for b in aggregator.open.values()
         ],
@@ -233,4 +249,7 @@ def restore_aggregator(aggregator: MinuteAggregator, state: dict[str, Any]) -> N
         bucket.revenue = float(saved["revenue"])
         bucket.orders = int(saved.get("orders", 0))
         bucket.product_views = Counter({k: int(v) for k, v in saved["product_views"].items()})
+        # Checkpoints written before the series existed have no visitor counts.
+        visitors = saved.get("events_by_visitor", {})
+        bucket.events_by_visitor = Counter({k: int(v) for k, v in visitors.items()})
         aggregator.open[bucket.start] = bucket
