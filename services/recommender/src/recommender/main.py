@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clickstream_common.logs import configure_logging
 from recommender import metrics
@@ -82,6 +83,36 @@ async def for_user(
     return Recommendations(items=_items(items), personalized=personalized, based_on=recent)
 
 
+class MeasuredRoutes:
+    """Request counts and latency per route, as a plain ASGI middleware: Starlette's
+    `@app.middleware("http")` runs each request through extra tasks and memory streams, which
+    cost as much CPU as the recommendation itself (bench/recommender)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        begin = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            # The router puts the matched route in the scope it shares with us.
+            name = getattr(scope.get("route"), "path", "unmatched")
+            metrics.HTTP_SECONDS.labels(name).observe(time.perf_counter() - begin)
+            metrics.HTTP_REQUESTS.labels(name, str(status)).inc()
+
+
 def create_app(settings: Settings | None = None, *, consume: bool | None = None) -> FastAPI:
     settings = settings or get_settings()
     consume = settings.recommender_consume if consume is None else consume
@@ -119,17 +150,7 @@ def create_app(settings: Settings | None = None, *, consume: bool | None = None)
     app.state.settings = settings
     app.include_router(router)
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        begin = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.HTTP_SECONDS.labels(name).observe(time.perf_counter() - begin)
-        metrics.HTTP_REQUESTS.labels(name, str(response.status_code)).inc()
-        return response
+    app.add_middleware(MeasuredRoutes)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
