@@ -216,8 +216,16 @@ def test_upgrade_with_changed_values_then_rollback(cluster: ControlPlane) -> Non
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert status(cluster, namespace)["version"] == 2
-    dep = cluster.get("deployment", deployment, "-n", namespace)
-    assert dep["spec"]["replicas"] == 3 and dep["status"]["readyReplicas"] == 3
+    # The new template rolls out with a surge: the old ReplicaSet's pods still count as ready
+    # for a moment after helm's --wait returns.
+    dep = wait_for(
+        lambda: (lambda d: d if d["status"].get("readyReplicas") == 3 else None)(
+            cluster.get("deployment", deployment, "-n", namespace)
+        ),
+        120,
+        what="3 ready collectors after the upgrade",
+    )
+    assert dep["spec"]["replicas"] == 3
     env = {
         e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
     }
