@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clickstream_common.asgi import StatusNotingSend
 from ingest_api import metrics
 from ingest_api.asgi import REQUEST_ID_KEY, ROUTE_KEY, serve
 from ingest_api.auth import find_key, origin_allowed
@@ -122,17 +123,11 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         begin = time.perf_counter()
-        status = 500  # unless an answer started
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        noting = StatusNotingSend(send)
         try:
-            await self.app(scope, receive, send_noting_status)
+            await self.app(scope, receive, noting)
         finally:
+            status = noting.status
             elapsed = time.perf_counter() - begin
             route = route_label(scope)
             self.requests_counter(route, scope["method"], status).inc()

@@ -13,8 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clickstream_common.asgi import StatusNotingSend
 from clickstream_common.logs import configure_logging
 from recommender import metrics
 from recommender.auth import ReadKey
@@ -97,17 +98,11 @@ class MeasuredRoutes:
             await self.app(scope, receive, send)
             return
         begin = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        noting = StatusNotingSend(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, noting)
         finally:
+            status = noting.status
             # The router puts the matched route in the scope it shares with us.
             name = getattr(scope.get("route"), "path", "unmatched")
             metrics.HTTP_SECONDS.labels(name).observe(time.perf_counter() - begin)
