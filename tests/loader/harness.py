@@ -189,6 +189,12 @@ def notifications_for(bootstrap: str, bucket: str, topic: str = S3_EVENTS_TOPIC)
     return [v for v in asyncio.run(_read_all(bootstrap, topic)) if marker in v.replace(b" ", b"")]
 
 
+def announced_markers(notices: list[bytes]) -> int:
+    """How many of the notices name a commit marker. Data objects are announced too (the
+    loader skips them), so a wait for as many notices as markers races with the last ones."""
+    return sum(b"_commits" in v for v in notices)
+
+
 async def _publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()

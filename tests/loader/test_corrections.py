@@ -21,7 +21,14 @@ from clickstream_common.lake import BatchName
 from clickstream_common.tables import EVENT_COUNTS_MINUTE, SESSIONS
 from tests.conftest import wait_for
 from tests.loader.conftest import LoaderFactory
-from tests.loader.harness import Lake, create_topic, group_lag, notifications_for, publish
+from tests.loader.harness import (
+    Lake,
+    announced_markers,
+    create_topic,
+    group_lag,
+    notifications_for,
+    publish,
+)
 from tests.loader.lakedata import session_key, warehouse_tables, write_batch
 
 pytestmark = pytest.mark.platform
@@ -114,18 +121,16 @@ def test_corrections_win_in_any_load_order(
         lake.s3, lake.bucket, EVENT_COUNTS_MINUTE.name, newer, [minute(5, 7, newer.batch_id)]
     )
     markers = 7
-    # Data objects are announced too (the loader skips them): wait for every marker's own
-    # notice, not for as many notices as markers (that raced with the last markers).
     notices = wait_for(
         lambda: (
             (n := notifications_for(lake.kafka_bootstrap, lake.bucket))
-            and sum(b"_commits" in v for v in n) >= markers
+            and announced_markers(n) >= markers
             and n
         ),
         60,
         what="versitygw to announce every marker",
     )
-    assert sum(b"_commits" in v for v in notices) == markers
+    assert announced_markers(notices) == markers
 
     want_sessions = {
         (session("u1", 0, 45, 7, newer.batch_id)["session_key"],),
