@@ -122,23 +122,36 @@ def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     processor.wait_ready()
 
 
-def test_the_same_backlog_unbounded_by_bytes_fails_the_small_driver(
+def test_the_same_backlog_in_one_batch_passes_the_small_driver(
     stack_factory: StackFactory,
 ) -> None:
-    """The control: budgeting for 1 KiB records, the same settings put the whole backlog in
-    one batch, and its collect exceeds spark.driver.maxResultSize (what the bound prevents)."""
+    """Budgeting for 1 KiB records, the same settings put the whole backlog (about 23 MB, three
+    times spark.driver.maxResultSize) in one lake batch. Its events never reach the driver:
+    the executors write them and the driver collects a row per object, so the batch commits.
+    On the design that collected each batch to the driver (`toArrow`), this very setup failed
+    the lake query on the result limit (this test's former control asserted that failure)."""
     env = {**PROCESSOR_ENV, "PROCESSOR_MAX_RECORD_BYTES": "1024"}
-    assert Settings(**{k.lower(): v for k, v in env.items()}).records_per_trigger > BACKLOG  # type: ignore[arg-type]
-    stack, _sender, _events = backlog_then_processor(stack_factory, env)
-    supervisor = stack.stack.components["stream-processor"].supervisor
+    settings = Settings(**{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    assert settings.records_per_trigger > BACKLOG
+    stack, sender, events = backlog_then_processor(stack_factory, env)
+    assert sum(len(r) for r in sender.sent.records) > 2 * settings.driver_max_result_bytes
+    lake = Lake(stack.info)
+    processor = stack.stack.components["stream-processor"]
+    processor.wait_ready()
+    ids = {e["event_id"] for e in events}
     wait_for(
-        lambda: (
-            "spark.driver.maxResultSize"
-            in supervisor.log_file("stream-processor").read_text(errors="replace")
-            or None
-        ),
+        lambda: {r["event_id"] for r in lake.committed_rows("events")} == ids or None,
         timeout=420,
         interval=3,
-        what="the lake query to fail on the driver's result limit",
+        what="every large event in the events data set",
     )
-    assert Lake(stack.info).markers("events") == []
+    rows = [r["event_id"] for r in lake.committed_rows("events")]
+    assert len(rows) == BACKLOG and set(rows) == ids
+    # The whole backlog was one batch of the lake query, and it committed.
+    assert checkpoint_batches(stack, "lake")[0] == BACKLOG
+    markers = sorted(lake.markers("events"), key=lambda m: m.batch_id)
+    assert sum(o.rows for o in markers[0].objects) == BACKLOG
+    log = stack.stack.components["stream-processor"].supervisor.log_file("stream-processor")
+    assert "spark.driver.maxResultSize" not in log.read_text(errors="replace")
+    assert processor.pid() is not None
+    processor.wait_ready()
