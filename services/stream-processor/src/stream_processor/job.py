@@ -6,9 +6,11 @@
   feeds event_counts_minute, active_users_5m, page_views_minute and product_stats_minute.
 * `sessions` (stateful, append mode): session windows per user, emitted once closed.
 
-Each query's checkpoint holds its Kafka offsets (and state); every object a micro-batch
-writes is named after the batch id and each data set's commit marker comes last, so a batch
-that runs again after a crash rewrites the same objects with the same content.
+Each query's checkpoint holds its Kafka offsets (and state). The executors write a batch's
+objects, each named after the batch id and its Spark partition (`executor_writes`); the driver
+collects a row per object and writes each data set's commit marker last, so a batch that runs
+again after a crash rewrites the same objects with the same content, and no batch's rows pass
+through the driver.
 """
 
 from __future__ import annotations
