@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -93,27 +92,18 @@ def _records(kafka_frame: KafkaFrame, partitions: list[list[bytes]]) -> DataFram
     return frame.repartitionByRange(len(partitions), "partition").sortWithinPartitions("offset")
 
 
-def _event(event_id: str, at: str, **fields: Any) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": event_id,
-            "event_type": "page_view",
-            "timestamp": at,
-            "event_time": at,
-            "received_at": at,
-            "source": "web",
-            "page_url": "https://shop.example/p",
-            **fields,
-        }
-    )
-
-
 def test_the_lake_batch_written_by_partitions_equals_the_whole_batch_written_once(
-    kafka_frame: KafkaFrame, s3_settings: S3Settings, writers: BatchWriters
+    kafka_frame: KafkaFrame,
+    s3_settings: S3Settings,
+    writers: BatchWriters,
+    event: Callable[..., bytes],
 ) -> None:
     # Two Kafka partitions; the copies of an event share one (the collector's user key), a
     # second source reuses an event id, an anonymous id is linked to two users (earliest
     # wins: across partitions), records of two hours, and rejected records in both.
+    def _event(event_id: str, at: str, event_type: str = "page_view", **fields: Any) -> bytes:
+        return event(event_id, event_type, at, page_url="https://shop.example/p", **fields)
+
     p0 = [
         _event("e1", "2026-11-27T13:10:00Z", user_id="u1", anonymous_id="a1"),
         _event("e1", "2026-11-27T13:10:00Z", user_id="u1", anonymous_id="a1"),  # copy

@@ -155,20 +155,22 @@ def _batch(schema: pa.Schema, rows: int, columns: dict[str, Any]) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def _kind_rows(schema: pa.Schema, kind: str, **columns: Any) -> pa.RecordBatch:
+    """Rows of one kind: the given columns (all of one length), NULL elsewhere."""
+    rows = len(next(iter(columns.values())))
+    return _batch(schema, rows, {"kind": [kind] * rows, **columns})
+
+
 def _objects(
     schema: pa.Schema, dataset: str, objects: list[CommittedObject], newest: datetime | None
 ) -> pa.RecordBatch:
-    n = len(objects)
-    return _batch(
+    return _kind_rows(
         schema,
-        n,
-        {
-            "kind": [OBJECT] * n,
-            "dataset": [dataset] * n,
-            "key": [o.key for o in objects],
-            "rows": [o.rows for o in objects],
-            "max_received_at": [newest] * n,
-        },
+        OBJECT,
+        dataset=[dataset] * len(objects),
+        key=[o.key for o in objects],
+        rows=[o.rows for o in objects],
+        max_received_at=[newest] * len(objects),
     )
 
 
@@ -184,17 +186,27 @@ def _partition(batches: Iterator[pa.RecordBatch]) -> tuple[int, pa.Table] | None
 
 # --- the partition writers (they run on the executors) ------------------------------------
 
+PartitionBody = Callable[[int, pa.Table, Any, str], Iterator[pa.RecordBatch]]
+
+
+def _per_partition(target: S3Target, body: PartitionBody) -> PartitionWriter:
+    """A `mapInArrow` function: `body(part, rows, s3 client, bucket)` over the task's
+    partition, skipped when it has no rows."""
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        got = _partition(batches)
+        if got is not None:
+            part, table = got
+            yield from body(part, table, target.client(), target.bucket)
+
+    return write
+
 
 def lake_partition_writer(target: S3Target, batch_id: int) -> PartitionWriter:
     """Over `transforms.lake_batch`: the raw zone, errors/ and the events data set of one
     partition, in `LAKE_SCHEMA` rows (objects, error counts, identity links)."""
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        got = _partition(batches)
-        if got is None:
-            return
-        part, table = got
-        s3, bucket = target.client(), target.bucket
+    def write(part: int, table: pa.Table, s3: Any, bucket: str) -> Iterator[pa.RecordBatch]:
         raw = write_raw_objects(
             s3, bucket, table.select(["kafka_timestamp", "value"]), batch_id, part
         )
@@ -208,14 +220,8 @@ def lake_partition_writer(target: S3Target, batch_id: int) -> PartitionWriter:
             written = write_error_objects(s3, bucket, errors, batch_id, part)
             yield _objects(LAKE_SCHEMA, ERRORS_ZONE, written, None)
             counts = errors.group_by("reason").aggregate([("reason", "count")])
-            yield _batch(
-                LAKE_SCHEMA,
-                counts.num_rows,
-                {
-                    "kind": [ERROR_REASON] * counts.num_rows,
-                    "reason": counts["reason"],
-                    "rows": counts["reason_count"],
-                },
+            yield _kind_rows(
+                LAKE_SCHEMA, ERROR_REASON, reason=counts["reason"], rows=counts["reason_count"]
             )
         # One row per (source, event_id): exact across partitions (module docstring).
         valid = first_per_key(table.filter(pc.invert(rejected)), EVENTS.key)
@@ -228,29 +234,21 @@ def lake_partition_writer(target: S3Target, batch_id: int) -> PartitionWriter:
         )
         yield _objects(LAKE_SCHEMA, EVENTS.name, written, newest)
         links = earliest_links(identity_links(valid))
-        yield _batch(LAKE_SCHEMA, 1, {"kind": [LINKS], "rows": [links.num_rows]})
+        yield _kind_rows(LAKE_SCHEMA, LINKS, rows=[links.num_rows])
         if links.num_rows:
-            yield _batch(
-                LAKE_SCHEMA,
-                links.num_rows,
-                {"kind": [LINK] * links.num_rows, **{n: links[n] for n in links.column_names}},
-            )
+            yield _kind_rows(LAKE_SCHEMA, LINK, **{n: links[n] for n in links.column_names})
 
-    return write
+    return _per_partition(target, write)
 
 
 def identities_partition_writer(target: S3Target, batch_id: int) -> PartitionWriter:
     """Over identity links shuffled by anonymous id: the `identities` objects."""
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        got = _partition(batches)
-        if got is None:
-            return
-        part, links = got
+    def write(part: int, links: pa.Table, s3: Any, bucket: str) -> Iterator[pa.RecordBatch]:
         rows = table_for(IDENTITIES, earliest_links(links.select(list(LINK_COLUMNS))), batch_id)
         written = write_dataset_objects(
-            target.client(),
-            target.bucket,
+            s3,
+            bucket,
             IDENTITIES.name,
             rows,
             batch_id,
@@ -259,7 +257,7 @@ def identities_partition_writer(target: S3Target, batch_id: int) -> PartitionWri
         )
         yield _objects(OBJECTS_SCHEMA, IDENTITIES.name, written, None)
 
-    return write
+    return _per_partition(target, write)
 
 
 def latest_live_rows(table: pa.Table) -> Iterable[pa.RecordBatch]:
@@ -273,15 +271,10 @@ def latest_live_rows(table: pa.Table) -> Iterable[pa.RecordBatch]:
         recent = active.filter(
             pc.greater(active["window_end"], pa.scalar(newest, active["window_start"].type))
         )
-        yield _batch(
+        yield _kind_rows(
             WINDOWS_SCHEMA,
-            recent.num_rows,
-            {
-                "kind": [LIVE_ACTIVE] * recent.num_rows,
-                "window_start": recent["window_start"],
-                "window_end": recent["window_end"],
-                "active_users": recent["active_users"],
-            },
+            LIVE_ACTIVE,
+            **{c: recent[c] for c in ("window_start", "window_end", "active_users")},
         )
     products = table.filter(pc.equal(table["dataset"], PRODUCT_STATS_MINUTE.name))
     if products.num_rows:
@@ -292,15 +285,10 @@ def latest_live_rows(table: pa.Table) -> Iterable[pa.RecordBatch]:
                 products["window_start"], pa.scalar(horizon, products["window_start"].type)
             )
         )
-        yield _batch(
+        yield _kind_rows(
             WINDOWS_SCHEMA,
-            recent.num_rows,
-            {
-                "kind": [LIVE_PRODUCT] * recent.num_rows,
-                "window_start": recent["window_start"],
-                "product_id": recent["product_id"],
-                "views": recent["views"],
-            },
+            LIVE_PRODUCT,
+            **{c: recent[c] for c in ("window_start", "product_id", "views")},
         )
 
 
@@ -308,12 +296,7 @@ def windows_partition_writer(target: S3Target, batch_id: int) -> PartitionWriter
     """Over `transforms.window_rows`: the four windowed data sets of one partition, in
     `WINDOWS_SCHEMA` rows (objects, live figures' rows)."""
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        got = _partition(batches)
-        if got is None:
-            return
-        part, table = got
-        s3, bucket = target.client(), target.bucket
+    def write(part: int, table: pa.Table, s3: Any, bucket: str) -> Iterator[pa.RecordBatch]:
         for spec in transforms.WINDOW_DATASETS:
             mine = table.filter(pc.equal(table["dataset"], spec.name))
             if mine.num_rows == 0:
@@ -327,24 +310,20 @@ def windows_partition_writer(target: S3Target, batch_id: int) -> PartitionWriter
             )
         yield from latest_live_rows(table)
 
-    return write
+    return _per_partition(target, write)
 
 
 def dataset_partition_writer(target: S3Target, batch_id: int, spec: TableSpec) -> PartitionWriter:
     """Over rows of one data set (with `max_received_at`): its objects (sessions)."""
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        got = _partition(batches)
-        if got is None:
-            return
-        part, table = got
+    def write(part: int, table: pa.Table, s3: Any, bucket: str) -> Iterator[pa.RecordBatch]:
         rows = table_for(spec, table, batch_id)
         written = write_dataset_objects(
-            target.client(), target.bucket, spec.name, rows, batch_id, spec.time_column, part
+            s3, bucket, spec.name, rows, batch_id, spec.time_column, part
         )
         yield _objects(OBJECTS_SCHEMA, spec.name, written, max_timestamp(table, "max_received_at"))
 
-    return write
+    return _per_partition(target, write)
 
 
 # --- what the driver makes of the rows (pure) ---------------------------------------------
