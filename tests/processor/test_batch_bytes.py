@@ -1,6 +1,7 @@
 """A backlog of the largest events on real Kafka and S3: the processor reads it in micro-batches
-bounded by bytes (PROCESSOR_MAX_BATCH_BYTES against the driver's result limit), never fails
-on it, and writes every event to the lake exactly once."""
+bounded by bytes (PROCESSOR_MAX_BATCH_BYTES), never fails on it, and writes every event to the
+lake exactly once; and a batch three times the driver's result limit commits, because the
+executors write the events and the driver collects only a row per object."""
 
 from __future__ import annotations
 
@@ -74,6 +75,20 @@ def backlog_then_processor(
     return stack, sender, events
 
 
+def every_event_committed_once(lake: Lake, events: list[dict[str, Any]], timeout: float) -> None:
+    """Wait until the events data set's committed objects hold every event, then check each
+    is there once."""
+    ids = {e["event_id"] for e in events}
+    wait_for(
+        lambda: {r["event_id"] for r in lake.committed_rows("events")} == ids or None,
+        timeout=timeout,
+        interval=3,
+        what="every large event in the events data set",
+    )
+    rows = [r["event_id"] for r in lake.committed_rows("events")]
+    assert len(rows) == BACKLOG and set(rows) == ids
+
+
 def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     stack_factory: StackFactory,
 ) -> None:
@@ -89,18 +104,8 @@ def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     processor = stack.stack.components["stream-processor"]
     processor.wait_ready()
     drained(stack, BACKLOG)
-    ids = {e["event_id"] for e in events}
-    wait_for(
-        lambda: {r["event_id"] for r in lake.committed_rows("events")} == ids or None,
-        timeout=300,
-        interval=3,
-        what="every large event in the events data set",
-    )
-
-    # Exactly once: each event in one committed object, once; nothing rejected.
-    rows = [r["event_id"] for r in lake.committed_rows("events")]
-    assert len(rows) == BACKLOG and set(rows) == ids
-    assert lake.errors() == []
+    every_event_committed_once(lake, events, timeout=300)
+    assert lake.errors() == []  # nothing rejected
     assert processor_metric(stack, "processor_error_records_total") == 0
     # Each lake batch read at most the bound, by its commit marker's offsets and rows.
     markers = sorted(lake.markers("events"), key=lambda m: m.batch_id)
@@ -138,15 +143,7 @@ def test_the_same_backlog_in_one_batch_passes_the_small_driver(
     lake = Lake(stack.info)
     processor = stack.stack.components["stream-processor"]
     processor.wait_ready()
-    ids = {e["event_id"] for e in events}
-    wait_for(
-        lambda: {r["event_id"] for r in lake.committed_rows("events")} == ids or None,
-        timeout=420,
-        interval=3,
-        what="every large event in the events data set",
-    )
-    rows = [r["event_id"] for r in lake.committed_rows("events")]
-    assert len(rows) == BACKLOG and set(rows) == ids
+    every_event_committed_once(lake, events, timeout=420)
     # The whole backlog was one batch of the lake query, and it committed.
     assert checkpoint_batches(stack, "lake")[0] == BACKLOG
     markers = sorted(lake.markers("events"), key=lambda m: m.batch_id)
