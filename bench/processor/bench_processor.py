@@ -281,6 +281,10 @@ def main() -> None:
     # Each master in turn: the bare read and the full job over the same topic, in one run
     # (the steady-state phase then runs on the last one).
     parser.add_argument("--masters", default="local[1],local[2]")
+    # Another source tree (`git archive <rev> services/stream-processor/src
+    # libs/clickstream-common/src | tar -x -C DIR`): its job runs too, on each master, beside
+    # this tree's (an A/B in one run).
+    parser.add_argument("--baseline-src", default="")
     args = parser.parse_args()
 
     config = StackConfig.scratch("test-stacks", f"bench-processor-{os.getpid()}")
@@ -313,7 +317,25 @@ def main() -> None:
             checkpoints = state / f"checkpoints-{index}"
             env["PROCESSOR_CHECKPOINT_LOCATION"] = str(checkpoints)
             log_file = state / f"job-{index}.log"
+            baseline: dict[str, Any] = {}
+            if args.baseline_src:
+                # The job of another source tree first (e.g. main's, exported with git
+                # archive), on the same master and topic: its modules come first on the path.
+                src = Path(args.baseline_src).resolve()
+                path = f"{src}/services/stream-processor/src:{src}/libs/clickstream-common/src"
+                old_env = {**env, "PYTHONPATH": path}
+                old_env["PROCESSOR_CHECKPOINT_LOCATION"] = str(checkpoints) + "-baseline"
+                old_job, baseline = capacity(
+                    old_env,
+                    Path(old_env["PROCESSOR_CHECKPOINT_LOCATION"]),
+                    state / f"job-{index}-baseline.log",
+                    args.events,
+                    f"{master} baseline-src",
+                )
+                stop(old_job)
             job, result = capacity(env, checkpoints, log_file, args.events, master)
+            if baseline:
+                result["baseline_src"] = baseline
             scaling[master] = result
         full_rate = scaling[masters[-1]]["full_rate"]
         capacity_durations = batch_durations(log_file)
