@@ -1,22 +1,25 @@
-"""stream-processor benchmark: the full job at local[2] beside a bare read-and-count query.
+"""stream-processor benchmark: the full job beside a bare read-and-count query, at local[1]
+and local[2] in one run (events/s and events/s per core: the scaling of #17).
 
 Run from the repository root:
 
     uv run python bench/processor/bench_processor.py [--events 1000000] [--steady-seconds 60]
+        [--masters local[1],local[2]]
 
 It starts Kafka and versitygw of its own (free ports, state under .state/test-stacks/) and
 stops them at the end. One run measures:
 
 1. Capacity. The events topic is loaded first with --events enriched shopper events
-   (simulator sessions, unique ids, no compression, like the collector publishes). Then, each
-   from the earliest offset with the job's own Spark settings (local[2], same
-   maxOffsetsPerTrigger):
+   (simulator sessions, unique ids, no compression, like the collector publishes). Then, on
+   each master of --masters in turn (local[1], then local[2]), each from the earliest offset
+   with the job's own Spark settings (same maxOffsetsPerTrigger):
    * baseline: a bare query that only reads the topic and counts each micro-batch, batches
      back to back (the Spark + Kafka ceiling on this machine; on the job's trigger it would
      measure the clock: maxOffsetsPerTrigger rows per trigger);
    * the full job (`python -m stream_processor`, all three queries) until every query has
      committed the whole topic. Rate = events / (last commit - queries started).
-   Micro-batch durations p50/p95 come from the job's "batch finished" log lines.
+   Micro-batch durations p50/p95 come from the job's "batch finished" log lines. Per master:
+   events/s, events/s per core (task slots), and the speed-up of the last over the first.
 2. Steady state. After the backlog, events stamped "now" are produced at --steady-rate
    (default: half the measured full-job rate) for --steady-seconds. Lag (topic end minus
    each query's committed offsets) is sampled every 2 s; freshness per event is
@@ -109,18 +112,22 @@ def produce(p: Producer, key: bytes, value: bytes) -> None:
             p.poll(0.05)
 
 
-def load_backlog(bootstrap: str, events: Events, count: int) -> float:
+def load_backlog(bootstrap: str, events: Events, count: int) -> tuple[float, int]:
+    """Produce `count` events; (events per second, the largest record's bytes)."""
     p = producer(bootstrap)
     start = datetime.now(UTC) - timedelta(minutes=30)
     t0 = time.monotonic()
+    largest = 0
     for i in range(count):
         # Event times spread over the 30 minutes before now, in order.
         at = start + timedelta(milliseconds=i * 1_800_000 // count)
-        produce(p, *events.make(at, at))
+        key, value = events.make(at, at)
+        largest = max(largest, len(value))
+        produce(p, key, value)
         if i % 20_000 == 0:
             p.poll(0)
     p.flush(120)
-    return count / (time.monotonic() - t0)
+    return count / (time.monotonic() - t0), largest
 
 
 def consumed(checkpoints: Path, query: str) -> int:
@@ -183,12 +190,101 @@ def batch_durations(log_file: Path) -> dict[str, list[float]]:
     return found
 
 
+def cores_of(master: str) -> int:
+    """Task slots of a local master: local[N] -> N (local-cluster[n,c,m] -> n*c)."""
+    inside = master[master.index("[") + 1 : master.rindex("]")]
+    parts = [int(x) for x in inside.split(",")]
+    return parts[0] * parts[1] if master.startswith("local-cluster") else parts[0]
+
+
+def stop(job: subprocess.Popen[bytes]) -> None:
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGTERM)
+        try:
+            job.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+
+
+def capacity(
+    env: dict[str, str], checkpoints: Path, log_file: Path, count: int, master: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """The bare read-and-count, then the full job from the earliest offset until every query
+    has committed the whole topic, on one master; the job is left running."""
+    bare = bare_rate(env, count)
+    bare_rate_s = bare["rows"] / bare["seconds"]
+    print(
+        f"[{master}] bare read+count: {bare['rows']} rows in {bare['seconds']:.1f}s = "
+        f"{bare_rate_s:,.0f}/s",
+        flush=True,
+    )
+    with log_file.open("wb") as log:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "stream_processor"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    while '"streaming queries started"' not in log_file.read_text(errors="replace"):
+        if job.poll() is not None:
+            raise RuntimeError(log_file.read_text()[-3000:])
+        time.sleep(0.2)
+    started = time.monotonic()
+    drained: dict[str, float] = {}
+    while len(drained) < len(QUERIES):
+        for q in QUERIES:
+            if q not in drained and consumed(checkpoints, q) >= count:
+                drained[q] = time.monotonic() - started
+        if job.poll() is not None:
+            raise RuntimeError(log_file.read_text()[-3000:])
+        time.sleep(0.5)
+    full_s = max(drained.values())
+    full_rate = count / full_s
+    cores = cores_of(master)
+    print(
+        f"[{master}] full job: {count} events in {full_s:.1f}s = {full_rate:,.0f}/s "
+        f"({full_rate / bare_rate_s:.0%} of bare, {full_rate / cores:,.0f}/s per core); "
+        f"per query {drained}",
+        flush=True,
+    )
+    durations = batch_durations(log_file)
+    return job, {
+        "cores": cores,
+        "bare_rate": round(bare_rate_s),
+        "bare_batch_s_p50": pct(bare["durations"], 0.5),
+        "full_rate": round(full_rate),
+        "full_rate_per_core": round(full_rate / cores),
+        "ratio": round(full_rate / bare_rate_s, 3),
+        "drained_s": {q: round(v, 1) for q, v in drained.items()},
+        "batch_s_p50_p95": {
+            q: (round(pct(v, 0.5), 2), round(pct(v, 0.95), 2), len(v)) for q, v in durations.items()
+        },
+    }
+
+
+def scaling_ratio(scaling: dict[str, dict[str, Any]], masters: list[str]) -> float | None:
+    """Full-job rate of the last master over the first (e.g. local[2] / local[1])."""
+    if len(masters) < 2:
+        return None
+    faster, slower = scaling[masters[-1]]["full_rate"], scaling[masters[0]]["full_rate"]
+    return round(float(faster) / float(slower), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--steady-seconds", type=int, default=60)
     parser.add_argument("--steady-rate", type=int, default=0)
     parser.add_argument("--max-offsets", type=int, default=200_000)
+    # Each master in turn: the bare read and the full job over the same topic, in one run
+    # (the steady-state phase then runs on the last one).
+    parser.add_argument("--masters", default="local[1],local[2]")
+    # Another source tree (`git archive <rev> services/stream-processor/src
+    # libs/clickstream-common/src | tar -x -C DIR`): its job runs too, on each master, beside
+    # this tree's (an A/B in one run).
+    parser.add_argument("--baseline-src", default="")
     args = parser.parse_args()
 
     config = StackConfig.scratch("test-stacks", f"bench-processor-{os.getpid()}")
@@ -199,53 +295,52 @@ def main() -> None:
         for name in ("kafka", "s3"):
             stack.components[name].start()
         events = Events()
-        rate = load_backlog(config.kafka_bootstrap, events, args.events)
+        rate, largest = load_backlog(config.kafka_bootstrap, events, args.events)
         print(f"topic loaded: {args.events} events at {rate:,.0f}/s", flush=True)
 
-        env = {**os.environ, **service_env(config, "stream-processor")}
-        env["PROCESSOR_MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets)
-        env["PYTHONUNBUFFERED"] = "1"
-        checkpoints = state / "checkpoints"
-        env["PROCESSOR_CHECKPOINT_LOCATION"] = str(checkpoints)
-
-        bare = bare_rate(env, args.events)
-        bare_rate_s = bare["rows"] / bare["seconds"]
-        print(
-            f"bare read+count: {bare['rows']} rows in {bare['seconds']:.1f}s = "
-            f"{bare_rate_s:,.0f}/s",
-            flush=True,
-        )
-
-        log_file = state / "job.log"
-        with log_file.open("wb") as log:
-            job = subprocess.Popen(
-                [sys.executable, "-m", "stream_processor"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        while '"streaming queries started"' not in log_file.read_text(errors="replace"):
-            if job.poll() is not None:
-                raise RuntimeError(log_file.read_text()[-3000:])
-            time.sleep(0.2)
-        started = time.monotonic()
-        drained: dict[str, float] = {}
-        while len(drained) < len(QUERIES):
-            for q in QUERIES:
-                if q not in drained and consumed(checkpoints, q) >= args.events:
-                    drained[q] = time.monotonic() - started
-            if job.poll() is not None:
-                raise RuntimeError(log_file.read_text()[-3000:])
-            time.sleep(0.5)
-        full_s = max(drained.values())
-        full_rate = args.events / full_s
-        print(
-            f"full job: {args.events} events in {full_s:.1f}s = {full_rate:,.0f}/s "
-            f"({full_rate / bare_rate_s:.0%} of bare); per query {drained}",
-            flush=True,
-        )
+        base_env = {**os.environ, **service_env(config, "stream-processor")}
+        base_env["PROCESSOR_MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets)
+        # The byte bound caps a trigger at its bytes over the largest record the bus may carry
+        # (56 KiB: 9,362 records), which would make the sessions query (30 s trigger) drain a
+        # backlog by the clock. This topic's records are at most `largest` bytes: with that as
+        # the largest record, the cap is --max-offsets, as in the runs before the bound.
+        base_env["PROCESSOR_MAX_RECORD_BYTES"] = str(largest)
+        base_env["PYTHONUNBUFFERED"] = "1"
+        masters = [m.strip() for m in args.masters.split(",") if m.strip()]
+        scaling: dict[str, dict[str, Any]] = {}
+        for index, master in enumerate(masters):
+            if job is not None:
+                stop(job)
+            env = {**base_env, "PROCESSOR_SPARK_MASTER": master}
+            # Each master starts from the earliest offset with checkpoints of its own; its
+            # batch ids start at 0 again, so it overwrites the previous run's objects.
+            checkpoints = state / f"checkpoints-{index}"
+            env["PROCESSOR_CHECKPOINT_LOCATION"] = str(checkpoints)
+            log_file = state / f"job-{index}.log"
+            baseline: dict[str, Any] = {}
+            if args.baseline_src:
+                # The job of another source tree first (e.g. main's, exported with git
+                # archive), on the same master and topic: its modules come first on the path.
+                src = Path(args.baseline_src).resolve()
+                path = f"{src}/services/stream-processor/src:{src}/libs/clickstream-common/src"
+                old_env = {**env, "PYTHONPATH": path}
+                old_env["PROCESSOR_CHECKPOINT_LOCATION"] = str(checkpoints) + "-baseline"
+                old_job, baseline = capacity(
+                    old_env,
+                    Path(old_env["PROCESSOR_CHECKPOINT_LOCATION"]),
+                    state / f"job-{index}-baseline.log",
+                    args.events,
+                    f"{master} baseline-src",
+                )
+                stop(old_job)
+            job, result = capacity(env, checkpoints, log_file, args.events, master)
+            if baseline:
+                result["baseline_src"] = baseline
+            scaling[master] = result
+        full_rate = scaling[masters[-1]]["full_rate"]
         capacity_durations = batch_durations(log_file)
+        bare_rate_s = scaling[masters[-1]]["bare_rate"]
+        assert job is not None
 
         # Steady state: produce "now" events at a fixed rate, watch lag and freshness.
         steady_rate = args.steady_rate or int(full_rate / 2)
@@ -305,11 +400,11 @@ def main() -> None:
         steady_durations = batch_durations(log_file)
         report = {
             "events": args.events,
+            "scaling": scaling,
+            "speedup": scaling_ratio(scaling, masters),
             "bare_rate": round(bare_rate_s),
-            "bare_batch_s_p50": pct(bare["durations"], 0.5),
             "full_rate": round(full_rate),
             "ratio": round(full_rate / bare_rate_s, 3),
-            "drained_s": {q: round(v, 1) for q, v in drained.items()},
             "capacity_batch_s": {
                 q: (round(pct(v, 0.5), 2), round(pct(v, 0.95), 2), len(v))
                 for q, v in capacity_durations.items()
@@ -335,12 +430,8 @@ def main() -> None:
         }
         print(json.dumps(report, indent=1, default=str), flush=True)
     finally:
-        if job is not None and job.poll() is None:
-            os.killpg(job.pid, signal.SIGTERM)
-            try:
-                job.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(job.pid, signal.SIGKILL)
+        if job is not None:
+            stop(job)
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
 

@@ -2,6 +2,8 @@
 
     uv run python bench/processor/stages.py [--events 200000] [--conf key=value ...]
 
+(`--conf spark.master=local[1]` for one core.)
+
 Loads --events shopper events into a Kafka topic of its own (as bench_processor.py does),
 then runs each stage of the job as a batch query over the whole topic, with the job's own
 Spark settings (local[2]) unless --conf overrides one, and prints the best of three runs as
@@ -20,8 +22,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -42,13 +46,16 @@ def main() -> None:
     stack = Stack(config, progress=None)
     try:
         stack.components["kafka"].start()
+        stack.components["s3"].start()  # the lake query's own write path writes to it
         load_backlog(config.kafka_bootstrap, Events(), args.events)
         os.environ.update(service_env(config, "stream-processor"))
         # Imported after the environment is set: Settings reads it.
         from pyspark.sql import DataFrame
 
-        from stream_processor import transforms
+        from stream_processor import executor_writes, transforms
         from stream_processor.config import Settings
+        from stream_processor.job import BatchWriters
+        from stream_processor.sinks import LakeWriter
         from stream_processor.spark_setup import build_session
 
         settings = Settings()
@@ -70,12 +77,31 @@ def main() -> None:
         def aggregate_input() -> DataFrame:
             return transforms.aggregate_input(records())
 
+        def to_python_workers() -> None:
+            # The lake batch handed to the executors' Python workers as Arrow, nothing written.
+            def drop(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+                return iter(())
+
+            schema = executor_writes.spark_schema(executor_writes.OBJECTS_SCHEMA)
+            run(transforms.lake_batch(records()).mapInArrow(drop, schema))
+
+        writers = BatchWriters(
+            LakeWriter(settings.s3_client(), settings.s3_bucket),
+            executor_writes.S3Target.of(settings),
+        )
+        lake_batches = iter(range(10**6))
+
         stages: list[tuple[str, Callable[[], object]]] = [
             ("read (bare)", lambda: run(records().select("value"))),
             ("read + parse (full schema)", lambda: run(transforms.parse_records(records()))),
             (
                 "lake: read + clean, collected to Arrow",
                 lambda: transforms.lake_batch(records()).toArrow(),
+            ),
+            ("lake: read + clean, to the executors' Python workers", to_python_workers),
+            (
+                "lake: + the executors' writes to S3, markers (the job's path)",
+                lambda: writers.lake(records(), next(lake_batches)),
             ),
             ("windows/sessions input: read + narrow clean", lambda: run(aggregate_input())),
             (
@@ -87,7 +113,8 @@ def main() -> None:
                 lambda: run(transforms.sessions(aggregate_input(), settings.processor_session_gap)),
             ),
         ]
-        print(f"| stage ({args.events:,} events, local[2]) | best of 3, s | µs per event |")
+        master = spark.sparkContext.master
+        print(f"| stage ({args.events:,} events, {master}) | best of 3, s | µs per event |")
         print("| --- | ---: | ---: |")
         for name, stage in stages:
             times = []

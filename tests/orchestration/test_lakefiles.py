@@ -50,6 +50,9 @@ def test_batch_labels_name_their_commit_markers() -> None:
         "processed/events/_commits/batch-000000000042.json"
     )
     assert batch_label(EVENTS, correction) == "correction-20261128T010203000000Z-000000000042"
+    # An object one Spark partition of the batch wrote (the stream processor's executors).
+    part = hour_prefix(EVENTS, HOUR) + "batch-000000000042-part-00001.parquet"
+    assert batch_label(EVENTS, part) == "batch-000000000042"
     assert (
         batch_label(RAW, "raw/events/date=2026-11-27/hour=09/batch_id=3/part-00000.json.gz") is None
     )

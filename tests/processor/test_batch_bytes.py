@@ -1,6 +1,7 @@
 """A backlog of the largest events on real Kafka and S3: the processor reads it in micro-batches
-bounded by bytes (PROCESSOR_MAX_BATCH_BYTES against the driver's result limit), never fails
-on it, and writes every event to the lake exactly once."""
+bounded by bytes (PROCESSOR_MAX_BATCH_BYTES), never fails on it, and writes every event to the
+lake exactly once; and a batch three times the driver's result limit commits, because the
+executors write the events and the driver collects only a row per object."""
 
 from __future__ import annotations
 
@@ -74,6 +75,20 @@ def backlog_then_processor(
     return stack, sender, events
 
 
+def every_event_committed_once(lake: Lake, events: list[dict[str, Any]], timeout: float) -> None:
+    """Wait until the events data set's committed objects hold every event, then check each
+    is there once."""
+    ids = {e["event_id"] for e in events}
+    wait_for(
+        lambda: {r["event_id"] for r in lake.committed_rows("events")} == ids or None,
+        timeout=timeout,
+        interval=3,
+        what="every large event in the events data set",
+    )
+    rows = [r["event_id"] for r in lake.committed_rows("events")]
+    assert len(rows) == BACKLOG and set(rows) == ids
+
+
 def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     stack_factory: StackFactory,
 ) -> None:
@@ -89,18 +104,8 @@ def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     processor = stack.stack.components["stream-processor"]
     processor.wait_ready()
     drained(stack, BACKLOG)
-    ids = {e["event_id"] for e in events}
-    wait_for(
-        lambda: {r["event_id"] for r in lake.committed_rows("events")} == ids or None,
-        timeout=300,
-        interval=3,
-        what="every large event in the events data set",
-    )
-
-    # Exactly once: each event in one committed object, once; nothing rejected.
-    rows = [r["event_id"] for r in lake.committed_rows("events")]
-    assert len(rows) == BACKLOG and set(rows) == ids
-    assert lake.errors() == []
+    every_event_committed_once(lake, events, timeout=300)
+    assert lake.errors() == []  # nothing rejected
     assert processor_metric(stack, "processor_error_records_total") == 0
     # Each lake batch read at most the bound, by its commit marker's offsets and rows.
     markers = sorted(lake.markers("events"), key=lambda m: m.batch_id)
@@ -122,23 +127,28 @@ def test_a_backlog_of_32_kb_events_is_read_in_bounded_batches_exactly_once(
     processor.wait_ready()
 
 
-def test_the_same_backlog_unbounded_by_bytes_fails_the_small_driver(
+def test_the_same_backlog_in_one_batch_passes_the_small_driver(
     stack_factory: StackFactory,
 ) -> None:
-    """The control: budgeting for 1 KiB records, the same settings put the whole backlog in
-    one batch, and its collect exceeds spark.driver.maxResultSize (what the bound prevents)."""
+    """Budgeting for 1 KiB records, the same settings put the whole backlog (about 23 MB, three
+    times spark.driver.maxResultSize) in one lake batch. Its events never reach the driver:
+    the executors write them and the driver collects a row per object, so the batch commits.
+    On the design that collected each batch to the driver (`toArrow`), this very setup failed
+    the lake query on the result limit (this test's former control asserted that failure)."""
     env = {**PROCESSOR_ENV, "PROCESSOR_MAX_RECORD_BYTES": "1024"}
-    assert Settings(**{k.lower(): v for k, v in env.items()}).records_per_trigger > BACKLOG  # type: ignore[arg-type]
-    stack, _sender, _events = backlog_then_processor(stack_factory, env)
-    supervisor = stack.stack.components["stream-processor"].supervisor
-    wait_for(
-        lambda: (
-            "spark.driver.maxResultSize"
-            in supervisor.log_file("stream-processor").read_text(errors="replace")
-            or None
-        ),
-        timeout=420,
-        interval=3,
-        what="the lake query to fail on the driver's result limit",
-    )
-    assert Lake(stack.info).markers("events") == []
+    settings = Settings(**{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+    assert settings.records_per_trigger > BACKLOG
+    stack, sender, events = backlog_then_processor(stack_factory, env)
+    assert sum(len(r) for r in sender.sent.records) > 2 * settings.driver_max_result_bytes
+    lake = Lake(stack.info)
+    processor = stack.stack.components["stream-processor"]
+    processor.wait_ready()
+    every_event_committed_once(lake, events, timeout=420)
+    # The whole backlog was one batch of the lake query, and it committed.
+    assert checkpoint_batches(stack, "lake")[0] == BACKLOG
+    markers = sorted(lake.markers("events"), key=lambda m: m.batch_id)
+    assert sum(o.rows for o in markers[0].objects) == BACKLOG
+    log = stack.stack.components["stream-processor"].supervisor.log_file("stream-processor")
+    assert "spark.driver.maxResultSize" not in log.read_text(errors="replace")
+    assert processor.pid() is not None
+    processor.wait_ready()

@@ -10,13 +10,16 @@ from clickstream_common.lake import (
     CORRECTION_BATCH_BASE,
     BatchKind,
     BatchName,
+    batch_label_of,
     commit_marker_key,
     correction_batch_id,
     correction_written_at,
+    error_object_key,
     is_correction,
     offsets_cover,
     parse_commit_marker_key,
     processed_object_key,
+    stream_batch_of_object,
 )
 
 WRITTEN = datetime(2026, 11, 28, 10, 15, 30, 123456, tzinfo=UTC)
@@ -29,6 +32,18 @@ def test_stream_batches_keep_their_names() -> None:
         "processed/events/date=2026-11-28/hour=10/batch-000000000042.parquet"
     )
     assert parse_commit_marker_key(commit_marker_key("events", 42)) == ("events", 42)
+
+
+def test_an_object_of_one_spark_partition_keeps_the_layout_and_names_its_batch() -> None:
+    key = processed_object_key("events", "2026-11-28", "10", 42, part=3)
+    assert key == "processed/events/date=2026-11-28/hour=10/batch-000000000042-part-00003.parquet"
+    assert stream_batch_of_object(key) == 42
+    assert parse_commit_marker_key(key) is None
+    assert batch_label_of("batch-000000000042-part-00003") == "batch-000000000042"
+    assert batch_label_of("batch-000000000042") == "batch-000000000042"
+    errors = error_object_key("2026-11-28", "10", 42, part=1)
+    assert errors == "errors/events/date=2026-11-28/hour=10/batch-000000000042-part-00001.jsonl.gz"
+    assert error_object_key("2026-11-28", "10", 42).endswith("/batch-000000000042.jsonl.gz")
 
 
 def test_a_correction_is_named_by_when_it_was_written_and_ranks_by_its_events_batch() -> None:

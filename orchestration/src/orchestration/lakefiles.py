@@ -36,6 +36,7 @@ from clickstream_common.lake import (
     ERRORS_PREFIX,
     PROCESSED_PREFIX,
     RAW_PREFIX,
+    batch_label_of,
     partition_path,
 )
 from clickstream_common.tables import TABLES, TableSpec
@@ -150,7 +151,8 @@ def batch_label(zone: Zone, key: str) -> str | None:
     also its commit marker's name; None for compacted objects and the other zones."""
     if not zone.processed or is_compacted(key):
         return None
-    return posixpath.basename(key).removesuffix(zone.suffix)
+    # The executors' objects carry their Spark partition too: `batch-<N>-part-<P>`.
+    return batch_label_of(posixpath.basename(key).removesuffix(zone.suffix))
 
 
 def stream_batch(label: str) -> int | None:

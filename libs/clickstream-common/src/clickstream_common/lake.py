@@ -135,9 +135,32 @@ def partition_path(event_time: datetime) -> str:
     return f"date={event_time:%Y-%m-%d}/hour={event_time:%H}"
 
 
-def processed_object_key(dataset: str, date: str, hour: str, batch: int | BatchName) -> str:
-    """Deterministic name: a retried micro-batch overwrites its own objects."""
-    return f"{PROCESSED_PREFIX}/{dataset}/date={date}/hour={hour}/{_name(batch).label}.parquet"
+PART_WIDTH = 5
+"""Digits of the part number (the Spark partition that wrote an object) in object names."""
+
+_PART_SUFFIX = re.compile(rf"-part-\d{{{PART_WIDTH}}}$")
+
+
+def part_suffix(part: int | None) -> str:
+    """`-part-<P:05>` for an object one Spark partition of a batch wrote; "" for an object
+    written for the whole batch (the driver, a correction, a service that is not Spark)."""
+    return "" if part is None else f"-part-{part:0{PART_WIDTH}d}"
+
+
+def processed_object_key(
+    dataset: str, date: str, hour: str, batch: int | BatchName, part: int | None = None
+) -> str:
+    """Deterministic name: a retried micro-batch overwrites its own objects. The executors
+    write one object per (batch, Spark partition, hour): `part` is the partition's number,
+    which a batch that runs again gets again (the same source partitions, the same offsets)."""
+    label = _name(batch).label + part_suffix(part)
+    return f"{PROCESSED_PREFIX}/{dataset}/date={date}/hour={hour}/{label}.parquet"
+
+
+def batch_label_of(stem: str) -> str:
+    """The batch label (its commit marker's name) of an object's file name without its
+    suffix: `batch-<N>` for `batch-<N>` and `batch-<N>-part-<P>`."""
+    return _PART_SUFFIX.sub("", stem)
 
 
 def commit_marker_key(dataset: str, batch: int | BatchName) -> str:
@@ -216,9 +239,10 @@ ERRORS_PREFIX = "errors/events"
 """Records the processor rejected: one gzip JSON-lines object per micro-batch and hour."""
 
 
-def error_object_key(date: str, hour: str, batch_id: int) -> str:
+def error_object_key(date: str, hour: str, batch_id: int, part: int | None = None) -> str:
     """Deterministic like the processed objects: a retried batch overwrites its own."""
-    return f"{ERRORS_PREFIX}/date={date}/hour={hour}/batch-{batch_id:012d}.jsonl.gz"
+    name = f"batch-{batch_id:012d}{part_suffix(part)}"
+    return f"{ERRORS_PREFIX}/date={date}/hour={hour}/{name}.jsonl.gz"
 
 
 CORRECTIONS_PREFIX = "corrections"

@@ -50,6 +50,27 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
+def write_dataset_objects(
+    s3: Any,
+    bucket: str,
+    dataset: str,
+    table: pa.Table,
+    batch: int | BatchName,
+    time_column: str,
+    part: int | None = None,
+) -> list[CommittedObject]:
+    """A data set's rows as Parquet objects, one per date/hour of `time_column`, and what a
+    commit marker lists of them. The one writer of processed objects: the driver-side
+    `DatasetWriter.write_table` calls it for a whole batch, the stream processor's executors
+    for the rows of one Spark partition (`part`, in the object names)."""
+    objects = []
+    for date, hour, rows in partitions_of(table, time_column):
+        key = processed_object_key(dataset, date, hour, batch, part)
+        s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes(rows))
+        objects.append(CommittedObject(key=key, rows=rows.num_rows))
+    return objects
+
+
 class DatasetWriter:
     """Writes processed data sets to one bucket: Parquet objects, then the commit marker."""
 
@@ -79,11 +100,29 @@ class DatasetWriter:
         if table.num_rows == 0 and not keep_empty:
             return None
         name = batch_id if isinstance(batch_id, BatchName) else BatchName.stream(batch_id)
-        objects = []
-        for date, hour, part in partitions_of(table, time_column):
-            key = processed_object_key(dataset, date, hour, name)
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=parquet_bytes(part))
-            objects.append(CommittedObject(key=key, rows=part.num_rows))
+        objects = write_dataset_objects(self.s3, self.bucket, dataset, table, name, time_column)
+        return self.commit(
+            dataset,
+            name,
+            objects,
+            max_received_at,
+            watermark=watermark,
+            source_offsets=source_offsets,
+        )
+
+    def commit(
+        self,
+        dataset: str,
+        batch_id: int | BatchName,
+        objects: list[CommittedObject],
+        max_received_at: datetime | None = None,
+        *,
+        watermark: datetime | None = None,
+        source_offsets: SourceOffsets | None = None,
+    ) -> CommitMarker:
+        """The commit marker of objects already written (by this process or by executors):
+        written last, it makes the batch loadable."""
+        name = batch_id if isinstance(batch_id, BatchName) else BatchName.stream(batch_id)
         marker = CommitMarker(
             dataset=dataset,
             batch_id=name.batch_id,
@@ -101,6 +140,11 @@ class DatasetWriter:
         )
         log.info(
             "batch committed",
-            extra={"dataset": dataset, "batch_id": name.batch_id, "rows": table.num_rows},
+            extra={
+                "dataset": dataset,
+                "batch_id": name.batch_id,
+                "rows": sum(o.rows for o in objects),
+                "objects": len(objects),
+            },
         )
         return marker

@@ -25,10 +25,11 @@ def interval_seconds(text: str) -> float:
 
 _SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
-# Bytes the lake query's collected batch (toArrow) holds per byte of records read: the
-# original value and the event columns parsed from it (the free-form properties and context
-# again as JSON text), plus Arrow's offsets. Measured with 32 KB events in
-# tests/processor/test_batch_bytes.py, which runs at exactly this ratio.
+# Bytes a lake batch holds in Arrow per byte of records read: the original value and the
+# event columns parsed from it (the free-form properties and context again as JSON text),
+# plus Arrow's offsets. Measured with 32 KB events (tests/processor/test_batch_bytes.py) when
+# the driver collected each batch; the executors now hold it, a Spark partition at a time in
+# a Python worker, and the default batch bound is still derived with it.
 RESULT_BYTES_PER_RECORD_BYTE = 2
 
 
@@ -85,12 +86,12 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     # Records per micro-batch at most, per query (maxOffsetsPerTrigger); the bytes bound below
     # may lower it (records_per_trigger).
     processor_max_offsets_per_trigger: int = 200_000
-    # Bytes of records one micro-batch may read at most, per query. The lake query collects a
-    # batch in the driver (toArrow), so this bounds what a backlog of the largest records can
-    # put there. Kafka's source caps only records: the cap per trigger becomes this divided by
-    # PROCESSOR_MAX_RECORD_BYTES (the Kinesis source also counts bytes). 0: derived, the
-    # driver's result limit / RESULT_BYTES_PER_RECORD_BYTE (512 MiB with the 2g driver,
-    # 9,362 records of 56 KiB per trigger).
+    # Bytes of records one micro-batch may read at most, per query: what a backlog of the
+    # largest records can put in the executors' Python workers at once (the driver collects
+    # only a row per object written). Kafka's source caps only records: the cap per trigger
+    # becomes this divided by PROCESSOR_MAX_RECORD_BYTES (the Kinesis source also counts
+    # bytes). 0: derived, the driver's result limit / RESULT_BYTES_PER_RECORD_BYTE (512 MiB
+    # with the 2g driver, 9,362 records of 56 KiB per trigger).
     processor_max_batch_bytes: int = Field(default=0, ge=0)
     # The largest record on the bus: the collector's INGEST_MAX_EVENT_BYTES plus what it adds
     # to an event (clickstream_common.bus). Raise it with INGEST_MAX_EVENT_BYTES, or when
@@ -106,7 +107,7 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     # freshness p95 in the benchmark: 6.4 and 5.1 s with 2, 8.7 and 10.2 s with 4 (two runs
     # each), at the same throughput. Fixed once a checkpoint exists.
     processor_shuffle_partitions: int = 2
-    # spark.driver.memory (a lake batch is collected in the driver; the batch bound follows).
+    # spark.driver.memory (the default batch bound follows it; no batch is collected there).
     processor_driver_memory: str = "2g"
     # Spark's web UI also serves its Prometheus endpoints (/metrics/prometheus, executors).
     processor_spark_ui_port: int = 4040

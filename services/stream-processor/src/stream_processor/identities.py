@@ -8,8 +8,11 @@ wrote, and writes them through the same lake path (objects, commit marker, loade
 warehouse keeps the first link per anonymous id (`MergeMode.INSERT_NEW`, the oldest batch
 wins), so a replayed batch or a later, different link changes nothing.
 
-Pure Arrow functions, run on the driver beside the events' own write; `stitched_user_key`
-is the same mapping for Spark frames (the correction pass counts a stitched visitor once).
+Pure Arrow functions. In the stream they run on the executors: each Spark partition reduces
+its events' links to the earliest per anonymous id, those few rows are shuffled by anonymous
+id and reduced again where they are written (`stream_processor.executor_writes`), which gives
+the same rows as one reduction over the whole batch. `stitched_user_key` is the same mapping
+for Spark frames (the correction pass counts a stitched visitor once).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ LINKED_BY_EVENT = "event"
 LINKED_BY_ALIAS = "alias"
 _ID_LIMIT = 256  # the schema's ShortText bound on user and anonymous ids
 _TIME = pa.timestamp("us", tz="UTC")
-_SCHEMA = pa.schema(
+LINK_SCHEMA = pa.schema(
     [
         ("anonymous_id", pa.string()),
         ("user_id", pa.string()),
@@ -52,7 +55,7 @@ def _links(anonymous: pa.Array | pa.ChunkedArray, events: pa.Table, linked_by: s
             "event_id": events["event_id"],
             "linked_by": pa.array([linked_by] * events.num_rows, pa.string()),
         },
-        schema=_SCHEMA,
+        schema=LINK_SCHEMA,
     )
 
 
@@ -91,10 +94,15 @@ def _alias_links(events: pa.Table) -> pa.Table:
     return _links(aliases["previous_id"], aliases, LINKED_BY_ALIAS)
 
 
-def identity_rows(events: pa.Table) -> pa.Table:
-    """One row per anonymous id the batch links to a user: its earliest link in event time
-    (ties broken by event id), so a retried batch derives the same rows."""
-    links = pa.concat_tables([_event_links(events), _alias_links(events)])
+def identity_links(events: pa.Table) -> pa.Table:
+    """Every link the events carry (one per event with both ids, one per alias call)."""
+    return pa.concat_tables([_event_links(events), _alias_links(events)])
+
+
+def earliest_links(links: pa.Table) -> pa.Table:
+    """One row per anonymous id: its earliest link in event time, ties broken by event id,
+    how it was linked, source and user (a total order: a retried batch derives the same rows,
+    and so does any split of the links into parts, reduced here per part and then again)."""
     if links.num_rows == 0:
         return links
     ordered = links.sort_by(
@@ -103,9 +111,16 @@ def identity_rows(events: pa.Table) -> pa.Table:
             ("first_seen_at", "ascending"),
             ("event_id", "ascending"),
             ("linked_by", "ascending"),
+            ("source", "ascending"),
+            ("user_id", "ascending"),
         ]
     )
     return first_per_key(ordered, "anonymous_id")
+
+
+def identity_rows(events: pa.Table) -> pa.Table:
+    """One row per anonymous id the batch links to a user (`earliest_links`)."""
+    return earliest_links(identity_links(events))
 
 
 def write_identities(

@@ -6,9 +6,11 @@
   feeds event_counts_minute, active_users_5m, page_views_minute and product_stats_minute.
 * `sessions` (stateful, append mode): session windows per user, emitted once closed.
 
-Each query's checkpoint holds its Kafka offsets (and state); every object a micro-batch
-writes is named after the batch id and each data set's commit marker comes last, so a batch
-that runs again after a crash rewrites the same objects with the same content.
+Each query's checkpoint holds its Kafka offsets (and state). The executors write a batch's
+objects, each named after the batch id and its Spark partition (`executor_writes`); the driver
+collects a row per object and writes each data set's commit marker last, so a batch that runs
+again after a crash rewrites the same objects with the same content, and no batch's rows pass
+through the driver.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
-import pyarrow.compute as pc
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
 from clickstream_common.kafka_security import spark_kafka_options
 from clickstream_common.logs import configure_logging
 from clickstream_common.probes import ProbeServer
 from clickstream_common.schema import DEFAULT_CLOCK_POLICY, ClockPolicy
-from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, PRODUCT_STATS_MINUTE, SESSIONS
-from stream_processor import identities, metrics, transforms
+from clickstream_common.tables import ACTIVE_USERS_5M, EVENTS, IDENTITIES, SESSIONS
+from stream_processor import executor_writes, metrics, transforms
 from stream_processor.config import Settings
+from stream_processor.executor_writes import S3Target
 from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.kinesis_source import kinesis_stream
 from stream_processor.live_figures import LiveFigures
 from stream_processor.progress import BatchProgress, batch_progress
-from stream_processor.sinks import LakeWriter, first_per_key, max_timestamp, table_for
+from stream_processor.sinks import LakeWriter
 from stream_processor.spark_setup import build_session
 
 log = logging.getLogger(__name__)
@@ -83,101 +87,129 @@ def _freshness(query: str, newest: datetime | None) -> None:
 
 
 class BatchWriters:
-    """The foreachBatch functions: DataFrames in, lake objects and commit markers out."""
+    """The foreachBatch functions: the executors write each batch's objects
+    (`executor_writes`), the driver collects what they wrote (a few rows per object) and
+    writes each data set's commit marker, last."""
 
     def __init__(
         self,
         writer: LakeWriter,
+        target: S3Target,
         progress: Callable[[str, int], BatchProgress] | None = None,
         clock: ClockPolicy = DEFAULT_CLOCK_POLICY,
+        identity_partitions: int = 2,
     ) -> None:
         self.writer = writer
+        self.target = target
         self.clock = clock
+        # Fixed per deployment, like the shuffle partitions: the identities objects of a
+        # batch that runs again get the same names.
+        self.identity_partitions = identity_partitions
         self.live = LiveFigures()
         # The watermark and input offsets Spark recorded for a query's batch: the commit
         # markers carry them for the late-data correction pass (stream_processor.correction).
         self.progress = progress or (lambda query, batch_id: BatchProgress(None, None))
 
     def lake(self, records: DataFrame, batch_id: int) -> None:
-        # One Spark job: the records are read from Kafka and parsed once, then split here.
-        table = transforms.lake_batch(records, self.clock).toArrow()
-        self.writer.write_raw(table.select(["kafka_timestamp", "value"]), batch_id)
-        rejected = pc.is_valid(table["error_reason"])
-        errors = table.filter(rejected)
-        if errors.num_rows:
-            errors = errors.rename_columns(
-                ["reason" if n == "error_reason" else n for n in errors.column_names]
-            ).select(list(transforms.ERROR_COLUMNS))
-            self.writer.write_errors(errors, batch_id)
-            counts = errors.group_by("reason").aggregate([("reason", "count")])
-            for row in counts.to_pylist():
-                metrics.ERROR_RECORDS.labels(row["reason"]).inc(row["reason_count"])
-        # An event_id is unique within its source only: another source's event with the
-        # same id in the same batch is an event of its own.
-        valid = first_per_key(table.filter(pc.invert(rejected)), EVENTS.key)
-        rows = table_for(EVENTS, valid, batch_id)
-        newest = max_timestamp(rows, "received_at")
-        offsets = self.progress(LAKE, batch_id).source_offsets
-        self.writer.write_table(
-            EVENTS.name, rows, batch_id, EVENTS.time_column, newest, source_offsets=offsets
+        # One read of the records from Kafka, parsed once; each partition writes its raw
+        # records, errors and events and yields its identity links, kept (small) for the
+        # shuffle by anonymous id that writes the identities.
+        out = transforms.lake_batch(records, self.clock).mapInArrow(
+            executor_writes.lake_partition_writer(self.target, batch_id),
+            executor_writes.spark_schema(executor_writes.LAKE_SCHEMA),
         )
-        identities.write_identities(self.writer, valid, batch_id, newest)
+        out = out.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            kind = F.col("kind")
+            summary = out.where(kind != executor_writes.LINK).toArrow()
+            written = executor_writes.Written.of(summary)
+            if executor_writes.link_count(summary):
+                links = out.where(kind == executor_writes.LINK).select(
+                    *executor_writes.LINK_COLUMNS
+                )
+                identity_summary = (
+                    links.repartition(self.identity_partitions, "anonymous_id")
+                    .mapInArrow(
+                        executor_writes.identities_partition_writer(self.target, batch_id),
+                        executor_writes.spark_schema(executor_writes.OBJECTS_SCHEMA),
+                    )
+                    .toArrow()
+                )
+                identity_objects = executor_writes.Written.of(identity_summary).objects
+            else:
+                identity_objects = {}
+        finally:
+            out.unpersist()
+        for reason, count in executor_writes.error_counts(summary).items():
+            metrics.ERROR_RECORDS.labels(reason).inc(count)
+        newest = written.newest_of([EVENTS.name])
+        events = written.objects.get(EVENTS.name)
+        if events:
+            offsets = self.progress(LAKE, batch_id).source_offsets
+            self.writer.commit(EVENTS.name, batch_id, events, newest, source_offsets=offsets)
+        if identity_objects.get(IDENTITIES.name):
+            self.writer.commit(IDENTITIES.name, batch_id, identity_objects[IDENTITIES.name], newest)
         _freshness(LAKE, newest)
 
     def windows(self, aggregates: DataFrame, batch_id: int) -> None:
-        # One collect of the update-mode output (the state is touched once), split here.
-        table = transforms.window_rows(aggregates).toArrow()
+        # One pass over the update-mode output (the state is touched once).
+        summary = (
+            transforms.window_rows(aggregates)
+            .mapInArrow(
+                executor_writes.windows_partition_writer(self.target, batch_id),
+                executor_writes.spark_schema(executor_writes.WINDOWS_SCHEMA),
+            )
+            .toArrow()
+        )
         progress = self.progress(WINDOWS, batch_id)
-        if table.num_rows == 0:
+        written = executor_writes.Written.of(summary)
+        if not written.objects:
             # Still a marker (without objects) for its watermark and offsets: the correction
             # pass bounds the watermark each event met by the first batch that read past it.
-            self.writer.write_table(
+            self.writer.commit(
                 ACTIVE_USERS_5M.name,
-                table_for(ACTIVE_USERS_5M, table, batch_id),
                 batch_id,
-                ACTIVE_USERS_5M.time_column,
+                [],
                 watermark=progress.watermark,
                 source_offsets=progress.source_offsets,
-                keep_empty=True,
             )
             return
-        newest = max_timestamp(table, "max_received_at")
-        written = {}
+        newest = written.newest_of(written.objects)
         for spec in transforms.WINDOW_DATASETS:
-            rows = table_for(spec, table.filter(pc.equal(table["dataset"], spec.name)), batch_id)
-            self.writer.write_table(
+            objects = written.objects.get(spec.name)
+            if not objects:
+                continue
+            self.writer.commit(
                 spec.name,
-                rows,
                 batch_id,
-                spec.time_column,
+                objects,
                 newest,
                 watermark=progress.watermark,
                 source_offsets=progress.source_offsets,
             )
-            written[spec.name] = rows
         _freshness(WINDOWS, newest)
         self.live.observe(
-            written[ACTIVE_USERS_5M.name].to_pylist(),
-            written[PRODUCT_STATS_MINUTE.name].to_pylist(),
+            executor_writes.live_rows(summary, executor_writes.LIVE_ACTIVE),
+            executor_writes.live_rows(summary, executor_writes.LIVE_PRODUCT),
         )
 
     def sessions(self, closed: DataFrame, batch_id: int) -> None:
-        table = closed.toArrow()
-        newest = max_timestamp(table, "max_received_at")
-        rows = table_for(SESSIONS, table, batch_id)
+        summary = closed.mapInArrow(
+            executor_writes.dataset_partition_writer(self.target, batch_id, SESSIONS),
+            executor_writes.spark_schema(executor_writes.OBJECTS_SCHEMA),
+        ).toArrow()
+        written = executor_writes.Written.of(summary)
         progress = self.progress(SESSIONS_QUERY, batch_id)
         # No freshness sample: a session is written by design only a gap after its end. A
         # batch that closes no session still commits an empty marker for its watermark and
         # offsets (the correction pass reads them).
-        self.writer.write_table(
+        self.writer.commit(
             SESSIONS.name,
-            rows,
             batch_id,
-            SESSIONS.time_column,
-            newest,
+            written.objects.get(SESSIONS.name, []),
+            written.newest_of([SESSIONS.name]),
             watermark=progress.watermark,
             source_offsets=progress.source_offsets,
-            keep_empty=True,
         )
 
 
@@ -189,8 +221,10 @@ def query_starters(
     trigger = settings.processor_trigger_interval
     batches = BatchWriters(
         writer,
+        S3Target.of(settings),
         lambda query, batch_id: batch_progress(spark, f"{checkpoints}/{query}", batch_id),
         settings.clock_policy,
+        settings.processor_shuffle_partitions,
     )
     context = spark.sparkContext
 

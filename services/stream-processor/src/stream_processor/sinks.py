@@ -9,8 +9,8 @@ import gzip
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from clickstream_common.lake import (
     RAW_PREFIX,
-    CommitMarker,
+    CommittedObject,
     error_object_key,
 )
 from clickstream_common.lake_writer import DatasetWriter, partitions_of
@@ -83,12 +83,6 @@ def error_lines(errors: pa.Table) -> bytes:
     return out.getvalue()
 
 
-@dataclass(frozen=True)
-class Written:
-    marker: CommitMarker | None
-    rows: int
-
-
 def raw_lines(values: pa.ChunkedArray) -> bytes:
     """Original records, one per line, gzip at the fastest level (the raw zone is an archive
     read rarely; speed matters more than the last 20% of size)."""
@@ -96,29 +90,44 @@ def raw_lines(values: pa.ChunkedArray) -> bytes:
     return gzip.compress(body, compresslevel=1, mtime=0)
 
 
-def raw_object_key(date: str, hour: str, batch_id: int) -> str:
-    return f"{RAW_PREFIX}/date={date}/hour={hour}/batch_id={batch_id}/part-00000.json.gz"
+def raw_object_key(date: str, hour: str, batch_id: int, part: int = 0) -> str:
+    return f"{RAW_PREFIX}/date={date}/hour={hour}/batch_id={batch_id}/part-{part:05d}.json.gz"
+
+
+def write_raw_objects(
+    s3: Any, bucket: str, records: pa.Table, batch_id: int, part: int = 0
+) -> list[CommittedObject]:
+    """Every record's original bytes, one gzip JSON-lines object per Kafka hour; `part`: the
+    Spark partition that holds them (the executors' write), 0 for a whole batch."""
+    objects = []
+    for date, hour, rows in partitions_of(records, "kafka_timestamp"):
+        key = raw_object_key(date, hour, batch_id, part)
+        s3.put_object(Bucket=bucket, Key=key, Body=raw_lines(rows["value"]))
+        objects.append(CommittedObject(key=key, rows=rows.num_rows))
+    return objects
+
+
+def write_error_objects(
+    s3: Any, bucket: str, errors: pa.Table, batch_id: int, part: int | None = None
+) -> list[CommittedObject]:
+    """Rejected records (`transforms.ERROR_COLUMNS`) under errors/, by the hour Kafka
+    received them; `part` as for the raw zone (None: the whole batch's name)."""
+    objects = []
+    for date, hour, rows in partitions_of(errors, "kafka_timestamp"):
+        key = error_object_key(date, hour, batch_id, part)
+        body = gzip.compress(error_lines(rows), compresslevel=6, mtime=0)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        objects.append(CommittedObject(key=key, rows=rows.num_rows))
+    return objects
 
 
 class LakeWriter(DatasetWriter):
-    """Writes the lake's objects from the driver, each batch's commit marker last: the shared
-    data-set writer (`write_table`), plus the raw zone and the errors area of the stream."""
+    """The shared data-set writer (`write_table`, `commit`), plus the raw zone and the errors
+    area of the stream for a whole batch (the executors call the same functions per Spark
+    partition: `stream_processor.executor_writes`)."""
 
     def write_raw(self, records: pa.Table, batch_id: int) -> list[str]:
-        """Every record's original bytes, one gzip JSON-lines object per Kafka hour."""
-        keys = []
-        for date, hour, part in partitions_of(records, "kafka_timestamp"):
-            key = raw_object_key(date, hour, batch_id)
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=raw_lines(part["value"]))
-            keys.append(key)
-        return keys
+        return [o.key for o in write_raw_objects(self.s3, self.bucket, records, batch_id)]
 
     def write_errors(self, errors: pa.Table, batch_id: int) -> list[str]:
-        """Rejected records under errors/, by the hour Kafka received them."""
-        keys = []
-        for date, hour, part in partitions_of(errors, "kafka_timestamp"):
-            key = error_object_key(date, hour, batch_id)
-            body = gzip.compress(error_lines(part), compresslevel=6, mtime=0)
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-            keys.append(key)
-        return keys
+        return [o.key for o in write_error_objects(self.s3, self.bucket, errors, batch_id)]
