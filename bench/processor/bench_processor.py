@@ -272,6 +272,43 @@ def scaling_ratio(scaling: dict[str, dict[str, Any]], masters: list[str]) -> flo
     return round(float(faster) / float(slower), 2)
 
 
+def driver_jvm(job: subprocess.Popen[bytes]) -> int | None:
+    """The pid of the job's driver JVM: the Java process among the job's descendants."""
+    parents: dict[int, int] = {}
+    programs: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            programs[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    for pid, program in programs.items():
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != job.pid:
+            ancestor = parents.get(ancestor)
+        if ancestor == job.pid and program.endswith(b"java"):
+            return pid
+    return None
+
+
+def heap_after_gc_mb(pid: int) -> float | None:
+    """The driver's used heap right after a full GC (its live set), in MB, by jcmd/jstat."""
+    run = subprocess.run(["jcmd", str(pid), "GC.run"], capture_output=True, timeout=60)
+    if run.returncode != 0:
+        return None
+    out = subprocess.run(["jstat", "-gc", str(pid)], capture_output=True, text=True, timeout=60)
+    lines = out.stdout.split()
+    half = len(lines) // 2
+    if out.returncode != 0 or half == 0:
+        return None
+    gc = dict(zip(lines[:half], lines[half:], strict=True))
+    used_kb = sum(float(gc[k]) for k in ("S0U", "S1U", "EU", "OU"))
+    return round(used_kb / 1024, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -285,6 +322,8 @@ def main() -> None:
     # libs/clickstream-common/src | tar -x -C DIR`): its job runs too, on each master, beside
     # this tree's (an A/B in one run).
     parser.add_argument("--baseline-src", default="")
+    # Every N seconds of the steady phase, the driver's heap after a full GC (0: never).
+    parser.add_argument("--heap-every", type=int, default=0)
     args = parser.parse_args()
 
     config = StackConfig.scratch("test-stacks", f"bench-processor-{os.getpid()}")
@@ -350,7 +389,14 @@ def main() -> None:
         steady_start = datetime.now(UTC)
         t0 = time.monotonic()
         next_sample = t0
+        jvm = driver_jvm(job) if args.heap_every else None
+        heap: list[tuple[int, float | None]] = []
+        next_heap = t0
         while time.monotonic() - t0 < args.steady_seconds:
+            if jvm is not None and time.monotonic() >= next_heap:
+                heap.append((round(time.monotonic() - t0), heap_after_gc_mb(jvm)))
+                print(f"driver heap after GC at {heap[-1][0]} s: {heap[-1][1]} MB", flush=True)
+                next_heap += args.heap_every
             due = int((time.monotonic() - t0) * steady_rate) + args.events
             while sent < due:
                 now = datetime.now(UTC)
@@ -426,6 +472,7 @@ def main() -> None:
                 round(pct(window_fresh, 0.95), 2),
                 len(window_fresh),
             ),
+            "driver_heap_after_gc_mb": heap,
             "loadavg": os.getloadavg(),
         }
         print(json.dumps(report, indent=1, default=str), flush=True)
