@@ -195,6 +195,20 @@ def announced_markers(notices: list[bytes]) -> int:
     return sum(b"_commits" in v for v in notices)
 
 
+def every_marker_notice(
+    bootstrap: str, bucket: str, markers: int, timeout: float = 60
+) -> list[bytes]:
+    """The bucket's notices, once versitygw has announced each of its `markers` markers."""
+    notices: list[bytes] = wait_for(
+        lambda: (
+            (n := notifications_for(bootstrap, bucket)) and announced_markers(n) >= markers and n
+        ),
+        timeout,
+        what="versitygw to announce every marker",
+    )
+    return notices
+
+
 async def _publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()

@@ -25,8 +25,8 @@ from tests.loader.harness import (
     Lake,
     announced_markers,
     create_topic,
+    every_marker_notice,
     group_lag,
-    notifications_for,
     publish,
 )
 from tests.loader.lakedata import session_key, warehouse_tables, write_batch
@@ -121,15 +121,7 @@ def test_corrections_win_in_any_load_order(
         lake.s3, lake.bucket, EVENT_COUNTS_MINUTE.name, newer, [minute(5, 7, newer.batch_id)]
     )
     markers = 7
-    notices = wait_for(
-        lambda: (
-            (n := notifications_for(lake.kafka_bootstrap, lake.bucket))
-            and announced_markers(n) >= markers
-            and n
-        ),
-        60,
-        what="versitygw to announce every marker",
-    )
+    notices = every_marker_notice(lake.kafka_bootstrap, lake.bucket, markers)
     assert announced_markers(notices) == markers
 
     want_sessions = {

@@ -21,6 +21,7 @@ from tests.loader.harness import (
     Lake,
     announced_markers,
     create_topic,
+    every_marker_notice,
     group_lag,
     notifications_for,
     publish,
@@ -83,15 +84,7 @@ def test_notifications_in_any_order_give_the_same_warehouse(
     batches = build_batches(now - timedelta(minutes=90), now, 2000, 6, seed=23)
     expected = expected_tables(batches)
     markers = write_all(lake.s3, lake.bucket, batches)
-    notices = wait_for(
-        lambda: (
-            (n := notifications_for(lake.kafka_bootstrap, lake.bucket))
-            and announced_markers(n) >= markers
-            and n
-        ),
-        30,
-        what="versitygw to announce every marker",
-    )
+    notices = every_marker_notice(lake.kafka_bootstrap, lake.bucket, markers)
     # A topic of our own with one partition delivers exactly the order we choose.
     topic = f"loader-order-{uuid.uuid4().hex[:8]}"
     create_topic(lake.kafka_bootstrap, topic)
