@@ -125,6 +125,17 @@ class Lake:
             if parse_commit_marker_key(k)
         ]
 
+    def records_read(self, dataset: str) -> list[int]:
+        """Per stream batch of a data set, in order, the records its query had read from the
+        bus when it ran (the offsets its commit marker carries; for the stateful queries, the
+        end of the lake batch their input reached)."""
+        markers = sorted(self.markers(dataset), key=lambda m: m.batch_id)
+        return [
+            sum(sum(parts.values()) for parts in m.source_offsets.values())
+            for m in markers
+            if m.source_offsets is not None
+        ]
+
     def committed_rows(self, dataset: str) -> list[dict[str, Any]]:
         """Every row that a commit marker names, with its batch id."""
         rows: list[dict[str, Any]] = []

@@ -62,17 +62,15 @@ def processor_metric(stack: RunningStack, name: str) -> float:
     )
 
 
-def consumed(stack: RunningStack, query: str) -> int:
-    """Records a query has committed, from its checkpoint (offsets of the last commit)."""
-    import json
-    from pathlib import Path
+# The data set whose commit markers each stateful query writes on every batch (empty ones
+# too), with the bus offsets its input reached.
+QUERY_MARKERS = {"windows": "active_users_5m", "sessions": "sessions"}
 
-    root = Path(stack.stack.config.data_dir) / "checkpoints" / "stream-processor" / query
-    commits = [int(p.name) for p in (root / "commits").glob("[0-9]*")] if root.exists() else []
-    if not commits:
-        return 0
-    last = (root / "offsets" / str(max(commits))).read_text().strip().splitlines()[-1]
-    return sum(sum(parts.values()) for parts in json.loads(last).values())
+
+def consumed(stack: RunningStack, query: str) -> int:
+    """Records a stateful query has read and committed, by its newest commit marker."""
+    read = Lake(stack.info).records_read(QUERY_MARKERS[query])
+    return max(read, default=0)
 
 
 def drained(stack: RunningStack, sent: int) -> None:

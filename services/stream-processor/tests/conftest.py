@@ -5,9 +5,11 @@ from typing import Any
 import orjson
 import pyarrow.compute as pc
 import pytest
+from moto.server import ThreadedMotoServer
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from clickstream_common.settings import S3Settings
 from clickstream_common.tables import EVENTS, TableSpec
 from stream_processor import transforms
 from stream_processor.sinks import table_for
@@ -29,6 +31,24 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_settings() -> Iterator[S3Settings]:
+    """An S3 endpoint of moto's with the bucket "lake" (unit tests of the executors' write
+    and read paths; tests/processor runs the job on the real S3 server)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    settings = S3Settings(
+        s3_endpoint_url=f"http://{host}:{port}",
+        s3_bucket="lake",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # type: ignore[arg-type]
+    )
+    settings.s3_client().create_bucket(Bucket="lake")
+    yield settings
+    server.stop()
 
 
 KAFKA_SCHEMA = "value binary, topic string, partition int, offset long, timestamp timestamp"

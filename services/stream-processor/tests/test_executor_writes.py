@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -35,23 +34,7 @@ from stream_processor.job import BatchWriters
 from stream_processor.live_figures import LiveFigures
 from stream_processor.sinks import LakeWriter, first_per_key, table_for
 
-BUCKET = "lake"
-
-
-@pytest.fixture(scope="module")
-def s3_settings() -> Iterator[S3Settings]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    settings = S3Settings(
-        s3_endpoint_url=f"http://{host}:{port}",
-        s3_bucket=BUCKET,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # type: ignore[arg-type]
-    )
-    settings.s3_client().create_bucket(Bucket=BUCKET)
-    yield settings
-    server.stop()
+BUCKET = "lake"  # the s3_settings fixture's (conftest)
 
 
 @pytest.fixture

@@ -81,7 +81,8 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     processor_metrics_port: int = 9091
     # The bus the job reads: "kafka", or "kinesis" (KINESIS_* settings; docs/aws.md).
     processor_source: Literal["kafka", "kinesis"] = "kafka"
-    # Where a query without a checkpoint starts reading: earliest or latest.
+    # Where a query without a checkpoint starts reading: earliest or latest (the lake query
+    # on the bus; the stateful ones, which read the lake, at its first or newest batch).
     processor_starting_offsets: str = "earliest"
     # Records per micro-batch at most, per query (maxOffsetsPerTrigger); the bytes bound below
     # may lower it (records_per_trigger).

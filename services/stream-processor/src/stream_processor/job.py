@@ -1,16 +1,19 @@
-"""The streaming job: three queries over the events topic.
+"""The streaming job: one read of the bus, three queries.
 
-* `lake` (stateless): every record to the raw zone; one JSON read per record; valid events to
-  the `events` data set, rejected records to errors/.
-* `windows` (stateful, update mode): dedup within the watermark, then one aggregation that
+* `lake` (stateless): the only reader of the bus (Kafka or Kinesis). Every record to the raw
+  zone; one JSON read per record; valid events to the `events` data set, rejected records to
+  errors/.
+* `windows` (stateful, update mode): reads the committed `events` batches back
+  (`lake_events_source`, columnar), dedup within the watermark, then one aggregation that
   feeds event_counts_minute, active_users_5m, page_views_minute and product_stats_minute.
-* `sessions` (stateful, append mode): session windows per user, emitted once closed.
+* `sessions` (stateful, append mode): the same input, session windows per user, emitted once
+  closed.
 
-Each query's checkpoint holds its Kafka offsets (and state). The executors write a batch's
-objects, each named after the batch id and its Spark partition (`executor_writes`); the driver
-collects a row per object and writes each data set's commit marker last, so a batch that runs
-again after a crash rewrites the same objects with the same content, and no batch's rows pass
-through the driver.
+Each query's checkpoint holds its offsets (the lake's: the bus's; the stateful ones': lake
+batch ids) and state. The executors write a batch's objects, each named after the batch id
+and its Spark partition (`executor_writes`); the driver collects a row per object and writes
+each data set's commit marker last, so a batch that runs again after a crash rewrites the
+same objects with the same content, and no batch's rows pass through the driver.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from stream_processor.config import Settings
 from stream_processor.executor_writes import S3Target
 from stream_processor.kafka_check import wait_for_kafka
 from stream_processor.kinesis_source import kinesis_stream
+from stream_processor.lake_events_source import end_offsets, lake_events_stream
 from stream_processor.live_figures import LiveFigures
 from stream_processor.progress import BatchProgress, batch_progress
 from stream_processor.sinks import LakeWriter
@@ -219,10 +223,20 @@ def query_starters(
     """Per query, a function that starts it (again: from its checkpoint)."""
     checkpoints = settings.processor_checkpoint_location.rstrip("/")
     trigger = settings.processor_trigger_interval
+    target = S3Target.of(settings)
+
+    def progress(query: str, batch_id: int) -> BatchProgress:
+        recorded = batch_progress(spark, f"{checkpoints}/{query}", batch_id)
+        if recorded.lake_batch is None:
+            return recorded
+        # A stateful query read the lake up to batch N: its input ended where N's did.
+        offsets = end_offsets(writer.s3, writer.bucket, recorded.lake_batch)
+        return BatchProgress(recorded.watermark, offsets, recorded.lake_batch)
+
     batches = BatchWriters(
         writer,
-        S3Target.of(settings),
-        lambda query, batch_id: batch_progress(spark, f"{checkpoints}/{query}", batch_id),
+        target,
+        progress,
         settings.clock_policy,
         settings.processor_shuffle_partitions,
     )
@@ -245,23 +259,23 @@ def query_starters(
         finally:
             context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
-    deduplicated = transforms.without_bots(
-        transforms.deduplicate(
-            transforms.aggregate_input(source_stream(spark, settings), settings.clock_policy),
-            settings.processor_watermark_delay,
-        ),
-        settings.processor_exclude_bots,
-    )
-    sessions_input = transforms.without_bots(
-        transforms.deduplicate(
-            transforms.aggregate_input(source_stream(spark, settings), settings.clock_policy),
-            settings.processor_watermark_delay,
-        ),
-        settings.processor_exclude_bots,
-    )
+    def stateful_input() -> DataFrame:
+        # The lake's committed events, read back: the bus is read and parsed once, by `lake`.
+        events = lake_events_stream(
+            spark,
+            target,
+            settings.processor_starting_offsets,
+            settings.records_per_trigger,
+            settings.processor_shuffle_partitions,
+        )
+        return transforms.without_bots(
+            transforms.deduplicate(events, settings.processor_watermark_delay),
+            settings.processor_exclude_bots,
+        )
+
     lake = source_stream(spark, settings)
-    windows = transforms.window_aggregates(deduplicated)
-    sessions = transforms.sessions(sessions_input, settings.processor_session_gap)
+    windows = transforms.window_aggregates(stateful_input())
+    sessions = transforms.sessions(stateful_input(), settings.processor_session_gap)
     return {
         LAKE: lambda: start(LAKE, lake, "append", trigger, batches.lake),
         WINDOWS: lambda: start(WINDOWS, windows, "update", trigger, batches.windows),

@@ -28,6 +28,9 @@ from clickstream_common.lake import SourceOffsets
 class BatchProgress:
     watermark: datetime | None
     source_offsets: SourceOffsets | None
+    # For a query that reads the lake's events (`lake_events_source`): the newest lake batch
+    # its input reached, whose marker holds the bus offsets.
+    lake_batch: int | None = None
 
 
 def _offsets(text: str) -> SourceOffsets | None:
@@ -59,7 +62,18 @@ def parse_offset_log(text: str) -> BatchProgress:
         millis = int(metadata.get("batchWatermarkMs", 0) or 0)
         watermark = datetime.fromtimestamp(millis / 1000, UTC)
     offsets = _offsets(lines[2]) if len(lines) == 3 else None
-    return BatchProgress(watermark, offsets)
+    return BatchProgress(watermark, offsets, _lake_batch(lines[2]) if len(lines) == 3 else None)
+
+
+def _lake_batch(text: str) -> int | None:
+    """The lake events source's offset ({"batch": N}); None for another source's form."""
+    try:
+        parsed: Any = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and set(parsed) == {"batch"} and isinstance(parsed["batch"], int):
+        return int(parsed["batch"])
+    return None
 
 
 def batch_progress(spark: SparkSession, checkpoint: str, batch_id: int) -> BatchProgress:
