@@ -51,7 +51,7 @@ import orjson
 import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
-from clickstream_common.lake import CommitMarker
+from clickstream_common.lake import CommitMarker, commit_marker_key
 from clickstream_local.config import BUCKET, EVENTS_TOPIC, StackConfig
 from clickstream_local.services import service_env
 from clickstream_local.stack import Stack
@@ -130,12 +130,43 @@ def load_backlog(bootstrap: str, events: Events, count: int) -> tuple[float, int
     return count / (time.monotonic() - t0), largest
 
 
-def consumed(checkpoints: Path, query: str) -> int:
+def lake_client(config: StackConfig) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=config.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="clickstream-dev",
+        aws_secret_access_key="clickstream-dev-secret",
+    )
+
+
+def consumed(checkpoints: Path, query: str, s3: Any) -> int:
+    """Topic records a query has committed. A query that reads the lake's events batches
+    (`lake_events_source`: offsets {"batch": N}) has read up to where lake batch N's input
+    ended, which N's commit marker records."""
     commits = [int(p.name) for p in (checkpoints / query / "commits").glob("[0-9]*")]
     if not commits:
         return 0
     last = (checkpoints / query / "offsets" / str(max(commits))).read_text().splitlines()[-1]
-    return sum(sum(parts.values()) for parts in json.loads(last).values())
+    offsets = json.loads(last)
+    if set(offsets) == {"batch"}:
+        if offsets["batch"] < 0:
+            return 0
+        key = commit_marker_key("events", int(offsets["batch"]))
+        marker = CommitMarker.model_validate_json(
+            s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        )
+        offsets = marker.source_offsets or {}
+    return sum(sum(parts.values()) for parts in offsets.values())
+
+
+def empty_lake(s3: Any) -> None:
+    """Every object of the bucket deleted: a job's run starts at lake batch 0 again, and its
+    stateful queries read the lake's batches back, so none of an earlier run's may remain."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[start : start + 1000]})
 
 
 BARE = """
@@ -208,10 +239,11 @@ def stop(job: subprocess.Popen[bytes]) -> None:
 
 
 def capacity(
-    env: dict[str, str], checkpoints: Path, log_file: Path, count: int, master: str
+    env: dict[str, str], checkpoints: Path, log_file: Path, count: int, master: str, s3: Any
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """The bare read-and-count, then the full job from the earliest offset until every query
     has committed the whole topic, on one master; the job is left running."""
+    empty_lake(s3)
     bare = bare_rate(env, count)
     bare_rate_s = bare["rows"] / bare["seconds"]
     print(
@@ -235,7 +267,7 @@ def capacity(
     drained: dict[str, float] = {}
     while len(drained) < len(QUERIES):
         for q in QUERIES:
-            if q not in drained and consumed(checkpoints, q) >= count:
+            if q not in drained and consumed(checkpoints, q, s3) >= count:
                 drained[q] = time.monotonic() - started
         if job.poll() is not None:
             raise RuntimeError(log_file.read_text()[-3000:])
@@ -346,6 +378,7 @@ def main() -> None:
         base_env["PROCESSOR_MAX_RECORD_BYTES"] = str(largest)
         base_env["PYTHONUNBUFFERED"] = "1"
         masters = [m.strip() for m in args.masters.split(",") if m.strip()]
+        s3 = lake_client(config)
         scaling: dict[str, dict[str, Any]] = {}
         for index, master in enumerate(masters):
             if job is not None:
@@ -370,9 +403,10 @@ def main() -> None:
                     state / f"job-{index}-baseline.log",
                     args.events,
                     f"{master} baseline-src",
+                    s3,
                 )
                 stop(old_job)
-            job, result = capacity(env, checkpoints, log_file, args.events, master)
+            job, result = capacity(env, checkpoints, log_file, args.events, master, s3)
             if baseline:
                 result["baseline_src"] = baseline
             scaling[master] = result
@@ -404,21 +438,14 @@ def main() -> None:
                 sent += 1
             p.poll(0)
             if time.monotonic() >= next_sample:
-                lags.append({q: sent - consumed(checkpoints, q) for q in QUERIES})
+                lags.append({q: sent - consumed(checkpoints, q, s3) for q in QUERIES})
                 next_sample += 2
             time.sleep(0.005)
         p.flush(60)
         for _ in range(60):  # let the last batches commit
-            if all(consumed(checkpoints, q) >= sent for q in ("lake", "windows")):
+            if all(consumed(checkpoints, q, s3) >= sent for q in ("lake", "windows")):
                 break
             time.sleep(1)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=config.s3_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="clickstream-dev",
-            aws_secret_access_key="clickstream-dev-secret",
-        )
         event_fresh: list[float] = []
         window_fresh: list[float] = []
         for dataset, into in (("events", event_fresh), ("event_counts_minute", window_fresh)):

@@ -34,19 +34,21 @@ def spark() -> Iterator[SparkSession]:
 
 
 @pytest.fixture(scope="module")
-def s3_settings() -> Iterator[S3Settings]:
-    """An S3 endpoint of moto's with the bucket "lake" (unit tests of the executors' write
-    and read paths; tests/processor runs the job on the real S3 server)."""
+def s3_settings(request: pytest.FixtureRequest) -> Iterator[S3Settings]:
+    """An S3 endpoint of moto's with the test module's bucket (`BUCKET`), for unit tests of
+    the executors' write and read paths (tests/processor runs the job on the real S3 server).
+    Moto's servers in one process share their buckets: each module has a bucket of its own."""
+    bucket = str(request.module.BUCKET)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
     settings = S3Settings(
         s3_endpoint_url=f"http://{host}:{port}",
-        s3_bucket="lake",
+        s3_bucket=bucket,
         aws_access_key_id="test",
         aws_secret_access_key="test",  # type: ignore[arg-type]
     )
-    settings.s3_client().create_bucket(Bucket="lake")
+    settings.s3_client().create_bucket(Bucket=bucket)
     yield settings
     server.stop()
 

@@ -32,6 +32,7 @@ from stream_processor.lake_events_source import (
 from stream_processor.progress import BatchProgress, parse_offset_log
 from stream_processor.sinks import LakeWriter
 
+BUCKET = "lake-events-source"  # the s3_settings fixture's (conftest)
 KafkaFrame = Callable[[list[bytes]], DataFrame]
 OFFSETS = {3: {"clickstream.events": {"0": 4}}, 5: {"clickstream.events": {"0": 9}}}
 

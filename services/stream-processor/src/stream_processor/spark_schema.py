@@ -19,13 +19,6 @@ def _parse_type(column: Column) -> T.DataType:
     return T.StringType()
 
 
-def parse_struct_type(columns: Iterable[Column], only: Iterable[str] | None = None) -> T.StructType:
-    """The JSON reading schema: the model's fields, leaves as text; `only` keeps a subset."""
-    keep = set(only) if only is not None else None
-    return T.StructType(
-        [
-            T.StructField(c.name, _parse_type(c), True)
-            for c in columns
-            if keep is None or c.name in keep
-        ]
-    )
+def parse_struct_type(columns: Iterable[Column]) -> T.StructType:
+    """The JSON reading schema: the model's fields, leaves as text."""
+    return T.StructType([T.StructField(c.name, _parse_type(c), True) for c in columns])

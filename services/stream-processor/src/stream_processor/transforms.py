@@ -5,19 +5,20 @@ The stages, in order:
 * `parse_records`: Kafka records -> the original bytes, Kafka coordinates and the JSON read
   with the shared schema (every leaf as text, so one bad value never hides the others).
 * `clean_events`: typed, trimmed, normalised, flattened columns plus `error_reason`, which is
-  NULL for a valid event. The same rules run in every query, so a record is valid for the
-  lake exactly when it is valid for the aggregates.
+  NULL for a valid event. Only the lake query runs it; the stateful queries read the events
+  it wrote, so a record is valid for the lake exactly when it is valid for the aggregates.
 * `lake_batch`: both in one projection, the lake query's one read per micro-batch (the job
   splits it into raw zone, errors and events in Arrow).
 * `events`: the valid half of a cleaned frame (the backfill's read of the raw zone).
-* `aggregate_input`, `deduplicate`, `without_bots`, `window_aggregates` + `window_rows`,
-  `sessions`: the stateful part (the job splits `window_rows` by data set in Arrow).
+* `aggregate_columns`, `deduplicate`, `without_bots`, `window_aggregates` + `window_rows`,
+  `sessions`: the stateful part, over the lake's events read back (`lake_events_source`);
+  `aggregate_input` gives the same input from Kafka records for static frames (the tests,
+  the benchmarks). The job splits `window_rows` by data set in Arrow.
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Any
@@ -56,8 +57,7 @@ from stream_processor.spark_schema import parse_struct_type
 
 EVENT_COLUMNS = columns_of(EnrichedEvent)
 
-# The fields the aggregates and the validity rules read. Every query parses at least these,
-# and validity depends on nothing else, so all queries agree on which records are events.
+# The fields the validity rules read (and the aggregates): validity depends on nothing else.
 CORE_FIELDS = (
     "event_id",
     "event_type",
@@ -75,7 +75,6 @@ CORE_FIELDS = (
     "user_agent_info",
 )
 FULL_SCHEMA = parse_struct_type(EVENT_COLUMNS)
-CORE_SCHEMA = parse_struct_type(EVENT_COLUMNS, only=CORE_FIELDS)
 
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 ERROR_COLUMNS = (*KAFKA_COLUMNS, "reason", "value")
@@ -204,37 +203,26 @@ def bounded_event_time(
     return F.when(crossed.isNotNull(), reference).otherwise(event_time), crossed
 
 
-def clean_events(
-    parsed: DataFrame,
-    fields: Iterable[str] | None = None,
-    clock: ClockPolicy = DEFAULT_CLOCK_POLICY,
-) -> DataFrame:
-    """Typed, cleaned, flattened event columns + `error_reason` (NULL when valid).
-
-    `fields` limits the output to some top-level fields (the narrow reads of the stateful
-    queries); the validity rules only ever read `CORE_FIELDS`, which are always kept.
+def clean_events(parsed: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLICY) -> DataFrame:
+    """Typed, cleaned, flattened event columns + `error_reason` (NULL when valid); the
+    validity rules only ever read `CORE_FIELDS`.
 
     Two projections: the first trims and casts each field once (plus the texts the checks
     need); the second derives the reason and the URL parts from those typed columns. As one
     projection the same trim and cast ran in several checks, and the generated code grew too
     large for the JIT: it cost 20 us per event, more than reading the record from Kafka.
     """
-    keep = set(fields) | set(CORE_FIELDS) if fields is not None else None
     columns: dict[str, SparkColumn] = {}
     for path, column in EVENT_SOURCE_COLUMNS:
-        if keep is not None and path[0] not in keep:
-            continue
         columns[column.name] = _typed("e." + ".".join(path), column.type).alias(column.name)
 
     columns["event_type"] = normalise_event_type(F.col("e.event_type")).alias("event_type")
-    if "currency" in columns:
-        # Cleaned, not rejected: an unknown currency code is dropped, the event kept.
-        currency = F.upper(_text("e.currency"))
-        columns["currency"] = F.when(currency.rlike(CURRENCY_PATTERN), currency).alias("currency")
-    if "future_dated" in columns:
-        columns["future_dated"] = F.coalesce(columns["future_dated"], F.lit(False)).alias(
-            "future_dated"
-        )
+    # Cleaned, not rejected: an unknown currency code is dropped, the event kept.
+    currency = F.upper(_text("e.currency"))
+    columns["currency"] = F.when(currency.rlike(CURRENCY_PATTERN), currency).alias("currency")
+    columns["future_dated"] = F.coalesce(columns["future_dated"], F.lit(False)).alias(
+        "future_dated"
+    )
     # Texts the checks read beside the typed values: "present but not castable" is an error.
     checked_texts = {
         "event_type": "e.event_type",
@@ -294,16 +282,14 @@ def clean_events(
         device_time, F.col("received_at"), F.col("kafka_timestamp"), clock
     )
     outputs["event_time"] = bounded.alias("event_time")
-    if "original_event_time" in columns:
-        # Not a field validity reads (the narrow reads skip it): cleaned, not rejected.
-        claimed = F.when(_in_time_range(F.col("original_event_time")), F.col("original_event_time"))
-        outputs["original_event_time"] = F.coalesce(
-            claimed, F.when(crossed.isNotNull(), device_time)
-        ).alias("original_event_time")
-    if "event_time_adjusted" in columns:
-        outputs["event_time_adjusted"] = F.coalesce(F.col("event_time_adjusted"), crossed).alias(
-            "event_time_adjusted"
-        )
+    # Not a field validity reads: cleaned, not rejected.
+    claimed = F.when(_in_time_range(F.col("original_event_time")), F.col("original_event_time"))
+    outputs["original_event_time"] = F.coalesce(
+        claimed, F.when(crossed.isNotNull(), device_time)
+    ).alias("original_event_time")
+    outputs["event_time_adjusted"] = F.coalesce(F.col("event_time_adjusted"), crossed).alias(
+        "event_time_adjusted"
+    )
     derived: dict[str, SparkColumn] = {
         "user_key": F.coalesce(*(F.col(c) for c in USER_KEY_FIELDS)).alias("user_key"),
         "page_host": host.alias("page_host"),
@@ -362,11 +348,11 @@ def lake_batch(kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLI
 def aggregate_input(
     kafka_records: DataFrame, clock: ClockPolicy = DEFAULT_CLOCK_POLICY
 ) -> DataFrame:
-    """Valid events with only what the aggregates read (a narrow, cheaper JSON read)."""
-    cleaned = clean_events(
-        parse_records(kafka_records, CORE_SCHEMA), fields=CORE_FIELDS, clock=clock
-    )
-    return aggregate_columns(cleaned.where(F.col("error_reason").isNull()))
+    """From Kafka records, what the stateful queries read: the valid events as the lake query
+    cleans them, narrowed to what the aggregates read. The job reads the same columns back
+    from the lake's `events` data set (`lake_events_source`); static frames (the tests, the
+    benchmarks) take this path."""
+    return aggregate_columns(events(clean_events(parse_records(kafka_records), clock=clock)))
 
 
 # The cleaned event columns the aggregates and sessions read.
