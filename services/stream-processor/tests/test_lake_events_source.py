@@ -4,12 +4,14 @@ when each query read and cleaned them from the bus itself (`transforms.aggregate
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from clickstream_common.lake import CommitMarker, CommittedObject
@@ -111,34 +113,19 @@ def _rows(frame: DataFrame) -> list[tuple[Any, ...]]:
     return sorted(tuple(r) for r in frame.select(*sorted(frame.columns)).collect())
 
 
-def test_the_stream_reads_each_committed_batch_once_in_order_as_the_bus_read_gave(
-    spark: SparkSession,
-    s3_settings: S3Settings,
-    kafka_frame: KafkaFrame,
-    event: Callable[..., bytes],
-    tmp_path: Any,
-) -> None:
-    s3 = s3_settings.s3_client()
-    writer = LakeWriter(s3, s3_settings.s3_bucket)
-    target = S3Target.of(s3_settings)
-    offsets = iter(OFFSETS.values())
-    writers = BatchWriters(writer, target, lambda query, batch: BatchProgress(None, next(offsets)))
-    first, second = _records(kafka_frame, event, "a"), _records(kafka_frame, event, "b")
-    writers.lake(first, 3)
-    writers.lake(kafka_frame([b"{not json"]), 4)  # no valid event: no events marker
-    writers.lake(second, 5)
+def _expected(records: DataFrame) -> list[tuple[Any, ...]]:
+    """What a query that read the records from the bus itself aggregated (copies dropped)."""
+    return _rows(transforms.aggregate_input(records).dropDuplicates(list(EVENTS.key)))
 
-    seen: list[tuple[int, list[tuple[Any, ...]]]] = []
 
-    def collect(frame: DataFrame, batch_id: int) -> None:
-        seen.append((batch_id, _rows(frame)))
-
-    # One lake batch's rows per trigger at most (6 each): two micro-batches.
-    stream = lake_events_stream(spark, target, "earliest", 6, 2)
-    # (A processing-time trigger: under availableNow Spark reads all there is in one batch.)
+def _read(stream: DataFrame, checkpoint: Path) -> list[list[tuple[Any, ...]]]:
+    """The rows of each non-empty micro-batch of a query over `stream`, run until it has
+    read all there is (a processing-time trigger: under availableNow Spark reads all there
+    is in one micro-batch, whatever the row bound)."""
+    seen: list[list[tuple[Any, ...]]] = []
     query = (
-        stream.writeStream.foreachBatch(collect)
-        .option("checkpointLocation", str(tmp_path / f"cp-{uuid.uuid4()}"))
+        stream.writeStream.foreachBatch(lambda frame, _: seen.append(_rows(frame)))
+        .option("checkpointLocation", str(checkpoint))
         .start()
     )
     try:
@@ -146,52 +133,67 @@ def test_the_stream_reads_each_committed_batch_once_in_order_as_the_bus_read_gav
     finally:
         query.stop()
     assert query.exception() is None
+    return [rows for rows in seen if rows]
 
-    def expected(records: DataFrame) -> list[tuple[Any, ...]]:
-        return _rows(transforms.aggregate_input(records).dropDuplicates(list(EVENTS.key)))
 
-    got = [rows for _, rows in seen if rows]
-    want = [expected(first), expected(second)]
-    assert len(got) == len(want), [len(r) for r in got]
-    for g, w in zip(got, want, strict=True):
-        assert g == w, (set(g) ^ set(w), len(g), len(w))
+@pytest.fixture
+def lake(s3_settings: S3Settings, kafka_frame: KafkaFrame, event: Callable[..., bytes]) -> Lake:
+    s3 = s3_settings.s3_client()
+    target = S3Target.of(s3_settings)
+    offsets = iter(OFFSETS.values())
+    writers = BatchWriters(
+        LakeWriter(s3, s3_settings.s3_bucket),
+        target,
+        lambda query, batch: BatchProgress(None, next(offsets, None)),
+    )
+    return Lake(s3, s3_settings.s3_bucket, target, writers, kafka_frame, event)
+
+
+@dataclass
+class Lake:
+    s3: Any
+    bucket: str
+    target: S3Target
+    writers: BatchWriters
+    kafka_frame: KafkaFrame
+    event: Callable[..., bytes]
+
+    def write(self, batch: int, prefix: str | None) -> DataFrame:
+        """Lake batch `batch` of six events (a copy, a rejected record), or only a rejected
+        record (no valid event: no events marker) without a prefix."""
+        records = (
+            _records(self.kafka_frame, self.event, prefix)
+            if prefix
+            else self.kafka_frame([b"{not json"])
+        )
+        self.writers.lake(records, batch)
+        return records
+
+
+def test_the_stream_reads_each_committed_batch_once_in_order_as_the_bus_read_gave(
+    spark: SparkSession, lake: Lake, tmp_path: Path
+) -> None:
+    first = lake.write(3, "a")
+    lake.write(4, None)
+    second = lake.write(5, "b")
+
+    # One lake batch's rows per trigger at most (6 each): two micro-batches.
+    stream = lake_events_stream(spark, lake.target, "earliest", 6, 2)
+    assert _read(stream, tmp_path / "cp") == [_expected(first), _expected(second)]
     # Each micro-batch's offset names the last lake batch it read; its marker, the bus
     # offsets the windows and sessions markers then carry.
-    offsets_log = sorted((tmp_path).glob("cp-*/offsets/[0-9]*"))
-    ends = [parse_offset_log(p.read_text()).lake_batch for p in offsets_log]
-    assert ends == [3, 5]
-    assert end_offsets(s3, s3_settings.s3_bucket, 5) == OFFSETS[5]
-    assert end_offsets(s3, s3_settings.s3_bucket, -1) is None
+    logs = sorted((tmp_path / "cp" / "offsets").glob("[0-9]*"), key=lambda p: int(p.name))
+    assert [parse_offset_log(p.read_text()).lake_batch for p in logs] == [3, 5]
+    assert end_offsets(lake.s3, lake.bucket, 5) == OFFSETS[5]
+    assert end_offsets(lake.s3, lake.bucket, -1) is None
 
 
 def test_a_new_query_starting_at_latest_reads_only_later_batches(
-    spark: SparkSession,
-    s3_settings: S3Settings,
-    kafka_frame: KafkaFrame,
-    event: Callable[..., bytes],
-    tmp_path: Any,
+    spark: SparkSession, lake: Lake, tmp_path: Path
 ) -> None:
-    s3 = s3_settings.s3_client()
-    target = S3Target.of(s3_settings)
-    writers = BatchWriters(LakeWriter(s3, s3_settings.s3_bucket), target)
-    writers.lake(_records(kafka_frame, event, "old"), 20)
-    seen: list[list[tuple[Any, ...]]] = []
-
-    def run() -> None:
-        query = (
-            lake_events_stream(spark, target, "latest", 0, 2)
-            .writeStream.foreachBatch(lambda frame, _: seen.append(_rows(frame)))
-            .option("checkpointLocation", str(tmp_path / "cp"))
-            .trigger(availableNow=True)
-            .start()
-        )
-        query.awaitTermination(120)
-        assert query.exception() is None
-
-    run()
-    assert [rows for rows in seen if rows] == []
-    new = _records(kafka_frame, event, "new")
-    writers.lake(new, 21)
-    run()  # from its checkpoint: the batch written since, only
-    expected = _rows(transforms.aggregate_input(new).dropDuplicates(list(EVENTS.key)))
-    assert [rows for rows in seen if rows] == [expected]
+    lake.write(20, "old")
+    stream = lake_events_stream(spark, lake.target, "latest", 0, 2)
+    assert _read(stream, tmp_path / "cp") == []
+    new = lake.write(21, "new")
+    # From its checkpoint: the batch written since, only.
+    assert _read(stream, tmp_path / "cp") == [_expected(new)]
