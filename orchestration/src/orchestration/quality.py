@@ -416,7 +416,8 @@ def check_aggregates(
     have made final equals the streaming job's own aggregation (run here on the warehouse's
     events, `stream_processor.transforms`) of the events they were computed from."""
     from stream_processor import identities, transforms
-    from stream_processor.correction import aggregate_ready, interval
+    from stream_processor.config import interval
+    from stream_processor.correction import aggregate_ready
 
     start, end = hour_range(hour)
     horizon = correction_horizon(s3, bucket)

@@ -295,7 +295,7 @@ def compaction_report(
 def backfill(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Rebuild `params.datasets` for [`params.start`, `params.end`) from the raw zone."""
     from orchestration import backfill as rebuild
-    from stream_processor.correction import interval
+    from stream_processor.config import interval
 
     params = params or {}
     if not params.get("start") or not params.get("end"):

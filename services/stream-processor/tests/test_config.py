@@ -1,12 +1,15 @@
-"""The micro-batch bounds: records per trigger derived from bytes, and the driver's limits."""
+"""The micro-batch bounds: records per trigger derived from bytes, the sessions query's bound,
+and the driver's limits."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from clickstream_common.bus import max_record_bytes
-from stream_processor.config import RESULT_BYTES_PER_RECORD_BYTE, Settings, size_bytes
+from stream_processor.config import RESULT_BYTES_PER_RECORD_BYTE, Settings, interval, size_bytes
 from stream_processor.spark_setup import spark_conf
 
 MIB = 2**20
@@ -87,3 +90,31 @@ def test_combinations_that_can_exceed_the_driver_are_refused(
 def test_a_record_over_the_bus_limit_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(processor_max_record_bytes=2 * MIB)
+
+
+def test_intervals() -> None:
+    assert interval("30 minutes") == timedelta(minutes=30)
+    assert interval("2 Hours") == timedelta(hours=2)
+    assert interval("1 minute") == timedelta(minutes=1)
+    with pytest.raises(ValueError):
+        interval("1 fortnight")
+
+
+def test_the_sessions_query_may_read_what_the_lake_commits_between_its_triggers() -> None:
+    settings = Settings(
+        processor_max_offsets_per_trigger=1_000,
+        processor_trigger_interval="2 seconds",
+        processor_sessions_trigger_interval="30 seconds",
+    )
+    assert settings.records_per_trigger == 1_000
+    assert settings.sessions_rows_per_trigger == 15_000
+    odd = Settings(
+        processor_max_offsets_per_trigger=1_000,
+        processor_trigger_interval="4 seconds",
+        processor_sessions_trigger_interval="10 seconds",
+    )
+    assert odd.sessions_rows_per_trigger == 3_000  # rounded up: never behind the lake
+    same = Settings(
+        processor_max_offsets_per_trigger=1_000, processor_sessions_trigger_interval="1 second"
+    )
+    assert same.sessions_rows_per_trigger == 1_000

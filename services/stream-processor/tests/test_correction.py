@@ -28,7 +28,6 @@ from stream_processor.correction import (
     active_window_starts,
     cover,
     horizon,
-    interval,
     judge_sessions,
     merge_pending,
     minutes_to_read,
@@ -58,14 +57,6 @@ def marker(
             max_received_at=received,
         ),
     )
-
-
-def test_intervals() -> None:
-    assert interval("30 minutes") == timedelta(minutes=30)
-    assert interval("2 hours") == timedelta(hours=2)
-    assert interval("1 minute") == timedelta(minutes=1)
-    with pytest.raises(ValueError):
-        interval("1 fortnight")
 
 
 def test_offset_log_entries() -> None:

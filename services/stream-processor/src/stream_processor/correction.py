@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import signal
 import threading
 import time
@@ -91,7 +90,7 @@ from clickstream_common.tables import (
     TableSpec,
 )
 from stream_processor import identities, transforms
-from stream_processor.config import Settings
+from stream_processor.config import Settings, interval
 from stream_processor.sinks import LakeWriter, table_for
 
 log = logging.getLogger(__name__)
@@ -129,14 +128,6 @@ DURATION = Histogram(
 LAST_SUCCESS = Gauge(
     "processor_correction_last_success_timestamp_seconds", "When the last pass succeeded"
 )
-
-
-def interval(text: str) -> timedelta:
-    """A Spark interval string of one unit ('30 minutes', '2 hours') as a timedelta."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day)s?\s*", text.lower())
-    if match is None:
-        raise ValueError(f"unsupported interval {text!r} (use e.g. '30 minutes')")
-    return timedelta(**{f"{match[2]}s": float(match[1])})
 
 
 def utc(t: datetime) -> datetime:

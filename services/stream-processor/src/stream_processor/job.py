@@ -259,13 +259,13 @@ def query_starters(
         finally:
             context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
-    def stateful_input() -> DataFrame:
+    def stateful_input(rows_per_trigger: int) -> DataFrame:
         # The lake's committed events, read back: the bus is read and parsed once, by `lake`.
         events = lake_events_stream(
             spark,
             target,
             settings.processor_starting_offsets,
-            settings.records_per_trigger,
+            rows_per_trigger,
             settings.processor_shuffle_partitions,
         )
         return transforms.without_bots(
@@ -274,8 +274,10 @@ def query_starters(
         )
 
     lake = source_stream(spark, settings)
-    windows = transforms.window_aggregates(stateful_input())
-    sessions = transforms.sessions(stateful_input(), settings.processor_session_gap)
+    windows = transforms.window_aggregates(stateful_input(settings.records_per_trigger))
+    sessions = transforms.sessions(
+        stateful_input(settings.sessions_rows_per_trigger), settings.processor_session_gap
+    )
     return {
         LAKE: lambda: start(LAKE, lake, "append", trigger, batches.lake),
         WINDOWS: lambda: start(WINDOWS, windows, "update", trigger, batches.windows),
