@@ -51,7 +51,8 @@ class Settings(CommonSettings, S3Settings):
     # An object younger than this is never compacted (a retried batch may still rewrite it).
     compaction_min_age_seconds: float = 3600.0
     # Whether the events data set waits for the correction pass to have examined a batch
-    # before compacting its objects (the pass reads a new batch's objects by name once).
+    # before compacting its objects: the pass reads a new batch's objects by name once, and
+    # examines it only after the processor's windows and sessions queries have read it.
     compaction_wait_for_correction: bool = True
 
     # Backfill: how far back before a range's start the sessions are read (a session that

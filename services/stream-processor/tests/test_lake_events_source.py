@@ -4,6 +4,8 @@ when each query read and cleaned them from the bus itself (`transforms.aggregate
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,9 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
-from clickstream_common.lake import CommitMarker, CommittedObject
+from clickstream_common.lake import CommitMarker, CommittedObject, commit_marker_key
 from clickstream_common.settings import S3Settings
 from clickstream_common.tables import EVENTS
 from stream_processor import transforms
@@ -23,7 +26,9 @@ from stream_processor.job import BatchWriters
 from stream_processor.lake_events_source import (
     COLUMNS,
     SCHEMA,
+    ForeignCheckpointError,
     as_events,
+    batch_of,
     end_offsets,
     lake_events_stream,
     split,
@@ -78,6 +83,12 @@ def test_an_object_older_than_a_column_reads_it_as_null() -> None:
 def test_the_target_travels_as_one_option_and_comes_back_equal(s3_settings: S3Settings) -> None:
     target = S3Target.of(s3_settings)
     assert target_of(target_option(target)) == target
+
+
+def test_a_checkpoint_of_the_topic_reading_design_is_refused_saying_what_to_do() -> None:
+    assert batch_of({"batch": 7}) == 7
+    with pytest.raises(ForeignCheckpointError, match="move their checkpoints away"):
+        batch_of({"clickstream.events": {"0": 1234}})
 
 
 def test_the_offset_log_of_a_lake_reading_query_names_its_lake_batch() -> None:
@@ -138,15 +149,18 @@ def _read(stream: DataFrame, checkpoint: Path) -> list[list[tuple[Any, ...]]]:
 
 @pytest.fixture
 def lake(s3_settings: S3Settings, kafka_frame: KafkaFrame, event: Callable[..., bytes]) -> Lake:
+    """A lake of its own (a new bucket) per test."""
     s3 = s3_settings.s3_client()
-    target = S3Target.of(s3_settings)
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    target = dataclasses.replace(S3Target.of(s3_settings), bucket=bucket)
     offsets = iter(OFFSETS.values())
     writers = BatchWriters(
-        LakeWriter(s3, s3_settings.s3_bucket),
+        LakeWriter(s3, bucket),
         target,
         lambda query, batch: BatchProgress(None, next(offsets, None)),
     )
-    return Lake(s3, s3_settings.s3_bucket, target, writers, kafka_frame, event)
+    return Lake(s3, bucket, target, writers, kafka_frame, event)
 
 
 @dataclass
@@ -197,3 +211,25 @@ def test_a_new_query_starting_at_latest_reads_only_later_batches(
     new = lake.write(21, "new")
     # From its checkpoint: the batch written since, only.
     assert _read(stream, tmp_path / "cp") == [_expected(new)]
+
+
+def test_a_new_query_over_a_compacted_batch_fails_saying_what_to_do(
+    spark: SparkSession, lake: Lake, tmp_path: Path
+) -> None:
+    lake.write(30, "gone")
+    key = commit_marker_key(EVENTS.name, 30)
+    marker = CommitMarker.model_validate_json(
+        lake.s3.get_object(Bucket=lake.bucket, Key=key)["Body"].read()
+    )
+    lake.s3.delete_object(Bucket=lake.bucket, Key=marker.objects[0].key)
+    query = (
+        lake_events_stream(spark, lake.target, "earliest", 0, 2)
+        .writeStream.foreachBatch(lambda frame, _: frame.count())
+        .option("checkpointLocation", str(tmp_path / "cp"))
+        .start()
+    )
+    try:
+        with pytest.raises(StreamingQueryException, match="PROCESSOR_STARTING_OFFSETS=latest"):
+            query.processAllAvailable()
+    finally:
+        query.stop()

@@ -74,7 +74,20 @@ def target_of(option: str) -> S3Target:
     return S3Target(parsed["bucket"], tuple(sorted(parsed["client"].items())))
 
 
+class ForeignCheckpointError(RuntimeError):
+    """The query's checkpoint holds another source's offsets."""
+
+
 def batch_of(offset: Mapping[str, Any]) -> int:
+    if set(offset) != {"batch"}:
+        # A checkpoint of the design before the one read, whose stateful queries read the
+        # topic: Spark hands its Kafka offsets to this source.
+        raise ForeignCheckpointError(
+            f"the checkpoint holds another source's offsets ({json.dumps(offset)[:200]}): "
+            "the windows and sessions queries read the lake's events since #17, not the "
+            "topic; move their checkpoints away and start them again (docs/stream-processor.md"
+            ", 'Upgrading a deployment to the one read')"
+        )
     return int(offset["batch"])
 
 
@@ -121,10 +134,23 @@ def as_events(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
+class CompactedAwayError(RuntimeError):
+    """A committed batch's object is gone: compaction rewrote it (it waits until both stateful
+    queries have read a batch, so only a query without a checkpoint can meet this)."""
+
+
 def read_objects(target: S3Target, keys: Sequence[str]) -> Iterator[pa.RecordBatch]:
     s3 = target.client()
     for key in keys:
-        body = s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+        try:
+            body = s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey as error:
+            raise CompactedAwayError(
+                f"{key} is gone (compacted): a stateful query without a checkpoint cannot "
+                "read the lake from its first batch once compaction has run; start it at the "
+                "newest batch (PROCESSOR_STARTING_OFFSETS=latest) and run the correction pass "
+                "over the time before (docs/reliability.md)"
+            ) from error
         parquet = pq.ParquetFile(io.BytesIO(body))
         present = [name for name in COLUMNS if name in parquet.schema_arrow.names]
         table = as_events(parquet.read(columns=present))
