@@ -127,6 +127,16 @@ class BatchWriters:
             kind = F.col("kind")
             summary = out.where(kind != executor_writes.LINK).toArrow()
             written = executor_writes.Written.of(summary)
+            newest = written.newest_of([EVENTS.name])
+            events = written.objects.get(EVENTS.name)
+            if events:
+                # Committed before the identities' shuffle job: the windows and sessions
+                # queries read this batch's events as soon as its marker is there.
+                offsets = self.progress(LAKE, batch_id).source_offsets
+                self.writer.commit(EVENTS.name, batch_id, events, newest, source_offsets=offsets)
+            _freshness(LAKE, newest)
+            for reason, count in executor_writes.error_counts(summary).items():
+                metrics.ERROR_RECORDS.labels(reason).inc(count)
             if executor_writes.link_count(summary):
                 links = out.where(kind == executor_writes.LINK).select(
                     *executor_writes.LINK_COLUMNS
@@ -139,21 +149,11 @@ class BatchWriters:
                     )
                     .toArrow()
                 )
-                identity_objects = executor_writes.Written.of(identity_summary).objects
-            else:
-                identity_objects = {}
+                linked = executor_writes.Written.of(identity_summary).objects.get(IDENTITIES.name)
+                if linked:
+                    self.writer.commit(IDENTITIES.name, batch_id, linked, newest)
         finally:
             out.unpersist()
-        for reason, count in executor_writes.error_counts(summary).items():
-            metrics.ERROR_RECORDS.labels(reason).inc(count)
-        newest = written.newest_of([EVENTS.name])
-        events = written.objects.get(EVENTS.name)
-        if events:
-            offsets = self.progress(LAKE, batch_id).source_offsets
-            self.writer.commit(EVENTS.name, batch_id, events, newest, source_offsets=offsets)
-        if identity_objects.get(IDENTITIES.name):
-            self.writer.commit(IDENTITIES.name, batch_id, identity_objects[IDENTITIES.name], newest)
-        _freshness(LAKE, newest)
 
     def windows(self, aggregates: DataFrame, batch_id: int) -> None:
         # One pass over the update-mode output (the state is touched once).

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -95,7 +95,7 @@ def offset(batch: int) -> dict[str, int]:
     return {"batch": batch}
 
 
-def take(markers: Sequence[CommitMarker], start: int, max_rows: int | None) -> int:
+def take(markers: Iterable[CommitMarker], start: int, max_rows: int | None) -> int:
     """The newest lake batch a trigger reads after `start`: whole batches, in order, up to
     `max_rows` rows (at least one batch, so a large one cannot stall the queries); pure."""
     end, rows = start, 0
@@ -174,27 +174,39 @@ class LakeEventsReader(DataSourceStreamReader):
         # Markers read while planning, kept for `partitions` (the same reader on the driver).
         self.markers: dict[int, CommitMarker] = {}
 
-    def _listed(self, after: int) -> list[CommitMarker]:
-        s3 = self.target.client()
+    def _listed(self, after: int) -> list[tuple[int, str]]:
+        """(batch id, key) of each stream marker of `events` after batch `after`, in order:
+        one listing, from `after` on (the keys sort by batch id)."""
         start = commit_marker_key(EVENTS.name, after) if after > NONE_READ else ""
         found = []
         for listed in list_commit_markers(
-            s3, self.target.bucket, EVENTS.name, BatchKind.STREAM, start
+            self.target.client(), self.target.bucket, EVENTS.name, BatchKind.STREAM, start
         ):
             parsed = parse_commit_marker_key(listed.key)
-            marker = self.markers.get(parsed[1]) if parsed else None
-            if marker is None:
-                body = s3.get_object(Bucket=self.target.bucket, Key=listed.key)["Body"].read()
-                marker = CommitMarker.model_validate_json(body)
-                self.markers[marker.batch_id] = marker
-            if marker.batch_id > after:
-                found.append(marker)
+            if parsed is not None and parsed[1] > after:
+                found.append((parsed[1], listed.key))
         return found
+
+    def _marker(self, batch: int, key: str) -> CommitMarker:
+        marker = self.markers.get(batch)
+        if marker is None:
+            s3 = self.target.client()
+            body = s3.get_object(Bucket=self.target.bucket, Key=key)["Body"].read()
+            marker = self.markers[batch] = CommitMarker.model_validate_json(body)
+        return marker
+
+    def _markers(self, after: int, upto: int | None = None) -> Iterator[CommitMarker]:
+        """The markers after `after` (up to `upto`), read lazily: planning a trigger reads
+        only as many as its bound takes, however far behind the query is."""
+        for batch, key in self._listed(after):
+            if upto is not None and batch > upto:
+                return
+            yield self._marker(batch, key)
 
     def initialOffset(self) -> dict[str, int]:
         if self.starting == "latest":
             listed = self._listed(NONE_READ)
-            return offset(listed[-1].batch_id if listed else NONE_READ)
+            return offset(listed[-1][0] if listed else NONE_READ)
         return offset(NONE_READ)
 
     def getDefaultReadLimit(self) -> ReadLimit:
@@ -202,22 +214,14 @@ class LakeEventsReader(DataSourceStreamReader):
 
     def latestOffset(self, start: dict[str, Any], limit: ReadLimit) -> dict[str, int]:
         max_rows = limit.max_rows if isinstance(limit, ReadMaxRows) else None
-        return offset(take(self._listed(batch_of(start)), batch_of(start), max_rows))
+        return offset(take(self._markers(batch_of(start)), batch_of(start), max_rows))
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[InputPartition]:
+        # From the markers planning read (or, when the offsets come from the checkpoint after
+        # a restart, read again). Lake batches without valid events have no marker: the ids
+        # between are sparse.
         first, last = batch_of(start), batch_of(end)
-        if last not in self.markers and last > first:
-            # Planned before a restart (the offsets come from the checkpoint): read the
-            # markers again. Lake batches without valid events have no marker, so the ids
-            # between are sparse; the end, though, always has one.
-            self._listed(first)
-        keys = [
-            o.key
-            for b in sorted(self.markers)
-            if first < b <= last
-            for o in self.markers[b].objects
-            if o.rows
-        ]
+        keys = [o.key for m in self._markers(first, last) for o in m.objects if o.rows]
         return [ObjectsPartition(run) for run in split(keys, self.max_partitions)]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
