@@ -101,35 +101,54 @@ def main() -> None:
         s3 = settings.s3_client()
         checkpoints = config.state_dir / "stage-checkpoints"
 
-        def from_the_lake(query: Callable[[DataFrame], DataFrame], mode: str) -> None:
-            # The stateful queries' input since the one-read design: lake batch 0's events
-            # (the lake stage's first run), read back by the job's source in one micro-batch,
-            # with a fresh checkpoint each time (the streaming overheads are counted too).
-            if not checkpoints.exists():
-                # The lake stage ran three times, as batches 0-2 of the same events: only
-                # batch 0's marker stays, so each event is read once.
-                for batch in (1, 2):
-                    s3.delete_object(
-                        Bucket=settings.s3_bucket, Key=commit_marker_key(EVENTS.name, batch)
-                    )
-            events = transforms.without_bots(
-                transforms.deduplicate(
-                    lake_events_stream(spark, target, "earliest", 0, 2),
-                    settings.processor_watermark_delay,
-                ),
-                settings.processor_exclude_bots,
+        def the_topic() -> DataFrame:
+            # The stateful queries' input before the one read: each read the topic itself.
+            return transforms.aggregate_input(
+                spark.readStream.format("kafka")
+                .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+                .option("subscribe", settings.kafka_events_topic)
+                .option("startingOffsets", "earliest")
+                .load()
             )
-            stream = (
-                query(events)
-                .writeStream.outputMode(mode)
-                .option("checkpointLocation", str(checkpoints / str(uuid.uuid4())))
-                .foreachBatch(lambda frame, _: run(frame))
-                .trigger(availableNow=True)
-                .start()
-            )
-            stream.awaitTermination()
-            rows = sum(p["numInputRows"] for p in stream.recentProgress)
-            assert rows == args.events, rows
+
+        def the_lake() -> DataFrame:
+            # Since the one read: lake batch 0's events (the lake stage's first run), read
+            # back by the job's source. The lake stage ran three times, as batches 0-2 of the
+            # same events: only batch 0's marker stays, so each event is read once.
+            for batch in (1, 2):
+                s3.delete_object(
+                    Bucket=settings.s3_bucket, Key=commit_marker_key(EVENTS.name, batch)
+                )
+            return lake_events_stream(spark, target, "earliest", 0, 2)
+
+        def streaming(
+            source: Callable[[], DataFrame], query: Callable[[DataFrame], DataFrame], mode: str
+        ) -> Callable[[], None]:
+            """A stateful query as the job runs it (dedup within the watermark, then `query`)
+            over every event in one micro-batch, with a fresh checkpoint each time: the
+            streaming overheads (start, state store) are counted, alike for both sources."""
+
+            def stage() -> None:
+                events = transforms.without_bots(
+                    transforms.deduplicate(source(), settings.processor_watermark_delay),
+                    settings.processor_exclude_bots,
+                )
+                stream = (
+                    query(events)
+                    .writeStream.outputMode(mode)
+                    .option("checkpointLocation", str(checkpoints / str(uuid.uuid4())))
+                    .foreachBatch(lambda frame, _: run(frame))
+                    .trigger(availableNow=True)
+                    .start()
+                )
+                stream.awaitTermination()
+                rows = sum(p["numInputRows"] for p in stream.recentProgress)
+                assert rows == args.events, rows
+
+            return stage
+
+        def sessions(events: DataFrame) -> DataFrame:
+            return transforms.sessions(events, settings.processor_session_gap)
 
         stages: list[tuple[str, Callable[[], object]]] = [
             ("read (bare)", lambda: run(records().select("value"))),
@@ -143,7 +162,7 @@ def main() -> None:
                 "lake: + the executors' writes to S3, markers (the job's path)",
                 lambda: writers.lake(records(), next(lake_batches)),
             ),
-            ("windows/sessions input: read + narrow clean", lambda: run(aggregate_input())),
+            ("windows/sessions input from the topic: read + clean", lambda: run(aggregate_input())),
             (
                 "windows: + window aggregation",
                 lambda: run(transforms.window_aggregates(aggregate_input())),
@@ -152,20 +171,17 @@ def main() -> None:
                 "sessions: + session windows",
                 lambda: run(transforms.sessions(aggregate_input(), settings.processor_session_gap)),
             ),
-            (
-                "one read: the lake's events read back, dedup (stateful input, streaming)",
-                lambda: from_the_lake(lambda events: events, "append"),
-            ),
-            (
-                "one read: windows on the lake's events (streaming, update mode)",
-                lambda: from_the_lake(transforms.window_aggregates, "update"),
-            ),
-            (
-                "one read: sessions on the lake's events (streaming, append mode)",
-                lambda: from_the_lake(
-                    lambda events: transforms.sessions(events, settings.processor_session_gap),
-                    "append",
-                ),
+            *(
+                (f"{query} on {name} (streaming, {mode} mode, dedup included)", stage)
+                for query, make, mode in (
+                    ("stateful input", lambda events: events, "append"),
+                    ("windows", transforms.window_aggregates, "update"),
+                    ("sessions", sessions, "append"),
+                )
+                for name, stage in (
+                    ("the topic (before the one read)", streaming(the_topic, make, mode)),
+                    ("the lake's events (the job's path)", streaming(the_lake, make, mode)),
+                )
             ),
         ]
         master = spark.sparkContext.master

@@ -90,8 +90,9 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     # Where a query without a checkpoint starts reading: earliest or latest (the lake query
     # on the bus; the stateful ones, which read the lake, at its first or newest batch).
     processor_starting_offsets: str = "earliest"
-    # Records per micro-batch at most, per query (maxOffsetsPerTrigger); the bytes bound below
-    # may lower it (records_per_trigger).
+    # Records per lake micro-batch at most (maxOffsetsPerTrigger), and events per windows
+    # micro-batch; the bytes bound below may lower it (records_per_trigger). The sessions
+    # query reads that many per lake trigger between two of its own (sessions_rows_per_trigger).
     processor_max_offsets_per_trigger: int = 200_000
     # Bytes of records one micro-batch may read at most, per query: what a backlog of the
     # largest records can put in the executors' Python workers at once (the driver collects
