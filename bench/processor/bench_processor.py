@@ -4,14 +4,15 @@ and local[2] in one run (events/s and events/s per core: the scaling of #17).
 Run from the repository root:
 
     uv run python bench/processor/bench_processor.py [--events 1000000] [--steady-seconds 60]
-        [--masters local[1],local[2]]
+        [--masters 'local[1],local[2],local-cluster[2,1,2048]']
 
 It starts Kafka and versitygw of its own (free ports, state under .state/test-stacks/) and
 stops them at the end. One run measures:
 
 1. Capacity. The events topic is loaded first with --events enriched shopper events
    (simulator sessions, unique ids, no compression, like the collector publishes). Then, on
-   each master of --masters in turn (local[1], then local[2]), each from the earliest offset
+   each master of --masters in turn (local[1], then local[2]; local-cluster[n,c,m] starts n
+   executor JVMs of c cores and m MB on this machine), each from the earliest offset
    with the job's own Spark settings (same maxOffsetsPerTrigger):
    * baseline: a bare query that only reads the topic and counts each micro-batch, batches
      back to back (the Spark + Kafka ceiling on this machine; on the job's trigger it would
@@ -36,6 +37,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,6 +51,7 @@ from typing import Any
 import boto3
 import orjson
 import pyarrow.parquet as pq
+import pyspark
 from confluent_kafka import Producer
 
 from clickstream_common.lake import CommitMarker, commit_marker_key
@@ -204,9 +207,10 @@ def bare_rate(env: dict[str, str], count: int) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        check=True,
         timeout=3600,
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"the bare read failed:\n{out.stderr[-4000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -377,7 +381,11 @@ def main() -> None:
         # the largest record, the cap is --max-offsets, as in the runs before the bound.
         base_env["PROCESSOR_MAX_RECORD_BYTES"] = str(largest)
         base_env["PYTHONUNBUFFERED"] = "1"
-        masters = [m.strip() for m in args.masters.split(",") if m.strip()]
+        # local-cluster[...] starts executor JVMs whose Python workers must be this venv's
+        # (local[N] runs them from the driver's).
+        base_env["PYSPARK_PYTHON"] = sys.executable
+        # Commas inside brackets belong to a master (local-cluster[2,1,2048]).
+        masters = [m.strip() for m in re.split(r",(?![^\[]*\])", args.masters) if m.strip()]
         s3 = lake_client(config)
         scaling: dict[str, dict[str, Any]] = {}
         for index, master in enumerate(masters):
@@ -508,6 +516,10 @@ def main() -> None:
             stop(job)
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
+        if "local-cluster" in args.masters:
+            # Its workers keep each executor's files in <pyspark>/work (Spark's standalone
+            # default; a local cluster takes no other directory).
+            shutil.rmtree(Path(pyspark.__file__).parent / "work", ignore_errors=True)
 
 
 if __name__ == "__main__":

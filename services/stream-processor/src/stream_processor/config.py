@@ -94,7 +94,7 @@ class Settings(CommonSettings, S3Settings, KinesisSettings):
     # micro-batch; the bytes bound below may lower it (records_per_trigger). The sessions
     # query reads that many per lake trigger between two of its own (sessions_rows_per_trigger).
     processor_max_offsets_per_trigger: int = 200_000
-    # Bytes of records one micro-batch may read at most, per query: what a backlog of the
+    # Bytes of records one lake micro-batch may read at most: what a backlog of the
     # largest records can put in the executors' Python workers at once (the driver collects
     # only a row per object written). Kafka's source caps only records: the cap per trigger
     # becomes this divided by PROCESSOR_MAX_RECORD_BYTES (the Kinesis source also counts
