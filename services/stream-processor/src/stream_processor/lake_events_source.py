@@ -9,8 +9,9 @@ the columns they aggregate, columnar, without a second read or parse of the reco
 
 * **Offsets** are lake batch ids: `{"batch": N}`, the newest `events` batch read (-1: none).
 * **Planning** (`latestOffset`, on the driver) lists the stream commit markers of `events`
-  after the start and reads each new one (a small JSON object): its objects and row counts.
-  A trigger takes whole lake batches, up to `maxRowsPerTrigger` rows (at least one batch).
+  after the start and reads, in order, as many as the trigger takes (small JSON objects:
+  their objects and row counts). A trigger takes whole lake batches, up to
+  `maxRowsPerTrigger` rows (at least one batch).
 * **Reading** (`read`, on the executors): each partition gets a few of the markers' objects
   and yields their columns as Arrow record batches, read with one boto3 client per Python
   worker (`executor_writes.S3Target`).
