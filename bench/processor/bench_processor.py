@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 import pyspark
 from confluent_kafka import Producer
 
-from clickstream_common.lake import CommitMarker, commit_marker_key
+from clickstream_common.lake import CommitMarker, commit_marker_key, read_commit_marker
 from clickstream_local.config import BUCKET, EVENTS_TOPIC, StackConfig
 from clickstream_local.services import service_env
 from clickstream_local.stack import Stack
@@ -156,10 +156,7 @@ def consumed(checkpoints: Path, query: str, s3: Any) -> int:
         if offsets["batch"] < 0:
             return 0
         key = commit_marker_key("events", int(offsets["batch"]))
-        marker = CommitMarker.model_validate_json(
-            s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-        )
-        offsets = marker.source_offsets or {}
+        offsets = read_commit_marker(s3, BUCKET, key).source_offsets or {}
     return sum(sum(parts.values()) for parts in offsets.values())
 
 

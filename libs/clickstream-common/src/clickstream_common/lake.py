@@ -257,6 +257,12 @@ class ListedMarker:
     etag: str
 
 
+def read_commit_marker(s3: Any, bucket: str, key: str) -> CommitMarker:
+    """One commit marker's body, parsed."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return CommitMarker.model_validate_json(body)
+
+
 def list_commit_markers(
     s3: Any, bucket: str, dataset: str, kind: BatchKind, start_after: str = ""
 ) -> list[ListedMarker]:

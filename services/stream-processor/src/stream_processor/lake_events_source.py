@@ -52,6 +52,7 @@ from clickstream_common.lake import (
     commit_marker_key,
     list_commit_markers,
     parse_commit_marker_key,
+    read_commit_marker,
 )
 from clickstream_common.tables import EVENTS
 from stream_processor import transforms
@@ -191,9 +192,8 @@ class LakeEventsReader(DataSourceStreamReader):
     def _marker(self, batch: int, key: str) -> CommitMarker:
         marker = self.markers.get(batch)
         if marker is None:
-            s3 = self.target.client()
-            body = s3.get_object(Bucket=self.target.bucket, Key=key)["Body"].read()
-            marker = self.markers[batch] = CommitMarker.model_validate_json(body)
+            marker = read_commit_marker(self.target.client(), self.target.bucket, key)
+            self.markers[batch] = marker
         return marker
 
     def _markers(self, after: int, upto: int | None = None) -> Iterator[CommitMarker]:
@@ -272,6 +272,4 @@ def end_offsets(s3: Any, bucket: str, lake_batch: int) -> SourceOffsets | None:
     """The bus offsets where lake batch `lake_batch`'s input ended (its `events` marker)."""
     if lake_batch <= NONE_READ:
         return None
-    key = commit_marker_key(EVENTS.name, lake_batch)
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return CommitMarker.model_validate_json(body).source_offsets
+    return read_commit_marker(s3, bucket, commit_marker_key(EVENTS.name, lake_batch)).source_offsets

@@ -33,12 +33,15 @@ class BatchProgress:
     lake_batch: int | None = None
 
 
-def _offsets(text: str) -> SourceOffsets | None:
-    """Kafka's offsets ({topic: {partition: offset}}); None for another source's form."""
+def _source_offset(text: str) -> Any:
     try:
-        parsed: Any = json.loads(text)
+        return json.loads(text)
     except ValueError:
         return None
+
+
+def _offsets(parsed: Any) -> SourceOffsets | None:
+    """Kafka's offsets ({topic: {partition: offset}}); None for another source's form."""
     if not isinstance(parsed, dict):
         return None
     result: SourceOffsets = {}
@@ -52,6 +55,13 @@ def _offsets(text: str) -> SourceOffsets | None:
     return result
 
 
+def _lake_batch(parsed: Any) -> int | None:
+    """The lake events source's offset ({"batch": N}); None for another source's form."""
+    if isinstance(parsed, dict) and set(parsed) == {"batch"} and isinstance(parsed["batch"], int):
+        return int(parsed["batch"])
+    return None
+
+
 def parse_offset_log(text: str) -> BatchProgress:
     """An offset log entry -> (watermark, offsets of the one source); pure."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -61,19 +71,8 @@ def parse_offset_log(text: str) -> BatchProgress:
         # 0 (the epoch): no event seen yet, nothing is closed.
         millis = int(metadata.get("batchWatermarkMs", 0) or 0)
         watermark = datetime.fromtimestamp(millis / 1000, UTC)
-    offsets = _offsets(lines[2]) if len(lines) == 3 else None
-    return BatchProgress(watermark, offsets, _lake_batch(lines[2]) if len(lines) == 3 else None)
-
-
-def _lake_batch(text: str) -> int | None:
-    """The lake events source's offset ({"batch": N}); None for another source's form."""
-    try:
-        parsed: Any = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(parsed, dict) and set(parsed) == {"batch"} and isinstance(parsed["batch"], int):
-        return int(parsed["batch"])
-    return None
+    source = _source_offset(lines[2]) if len(lines) == 3 else None
+    return BatchProgress(watermark, _offsets(source), _lake_batch(source))
 
 
 def batch_progress(spark: SparkSession, checkpoint: str, batch_id: int) -> BatchProgress:
